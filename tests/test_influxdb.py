@@ -1,0 +1,299 @@
+"""InfluxDB forwarding against a real influxd: line protocol, batching, outages, restarts and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _support import require_tool
+
+from amshan.influxdb import InfluxDbWriter, Point, PointMaker, message_to_point
+
+DATABASE = "meter"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class InfluxServer:
+    """A real influxd in a temporary folder, on loopback ports, that a test can stop and start again."""
+
+    def __init__(self, executable: str, folder: Path) -> None:
+        self.executable = executable
+        self.folder = folder
+        self.http_port = free_port()
+        self.rpc_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.config = folder / "influxdb.conf"
+        self.config.write_text(
+            f"""reporting-enabled = false
+bind-address = "127.0.0.1:{self.rpc_port}"
+[meta]
+  dir = "{folder}/meta"
+[data]
+  dir = "{folder}/data"
+  wal-dir = "{folder}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  enabled = true
+  bind-address = "127.0.0.1:{self.http_port}"
+  log-enabled = false
+[logging]
+  level = "warn"
+""",
+            encoding="utf-8",
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.executable, "run", "-config", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.folder / "influxd.log", "ab"),  # noqa: SIM115 - closed with the process
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (self.folder / "influxd.log").read_text()
+            try:
+                if self.request("GET", "/ping")[0] == 204:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise TimeoutError("influxd did not answer /ping within 20 s")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.process = None
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        try:
+            connection.request(method, path, body=body)
+            response = connection.getresponse()
+            return response.status, response.read().decode("utf-8")
+        finally:
+            connection.close()
+
+    def command(self, statement: str) -> None:
+        status, text = self.request("POST", "/query?" + urllib.parse.urlencode({"q": statement}))
+        assert status == 200 and "error" not in text, text
+
+    def query(self, statement: str, database: str = DATABASE) -> list[dict[str, Any]]:
+        """Return the rows of every series a SELECT gives, each row a dict that includes the series' tags."""
+        params = urllib.parse.urlencode({"db": database, "q": statement, "epoch": "ns"})
+        status, text = self.request("GET", "/query?" + params)
+        assert status == 200, text
+        result = json.loads(text)["results"][0]
+        assert "error" not in result, result
+        rows = []
+        for series in result.get("series", []):
+            for values in series["values"]:
+                row = dict(zip(series["columns"], values))
+                row.update(series.get("tags", {}))
+                rows.append(row)
+        return rows
+
+
+@pytest.fixture
+def influxd(tmp_path: Path) -> Iterator[InfluxServer]:
+    server = InfluxServer(require_tool("influxd"), tmp_path)
+    server.start()
+    try:
+        server.command(f"CREATE DATABASE {DATABASE}")
+        yield server
+    finally:
+        server.stop()
+
+
+# --- line protocol (rules from the InfluxDB 1.x line protocol reference) ---------------------------------
+
+
+def test_line_protocol_escapes_and_float_fields() -> None:
+    tags = {"meter_id": "a,b=c d", "manufacturer": "Kaifa"}
+    point = Point("my meter", tags, {"power x": 5, "v": 230.5}, 17)
+    assert point.to_line() == "my\\ meter,manufacturer=Kaifa,meter_id=a\\,b\\=c\\ d power\\ x=5.0,v=230.5 17"
+
+
+def test_empty_tag_values_are_left_out() -> None:
+    assert Point("m", {"meter_id": ""}, {"f": 1.0}, 1).to_line() == "m f=1.0 1"
+
+
+def test_message_to_point_uses_the_meter_clock_and_numeric_values() -> None:
+    # Kamstrup sends deviation -60 (spec: UTC offset = minus the deviation): 2021-11-25 23:00:55+01:00.
+    meter_time = datetime(2021, 11, 25, 23, 0, 55, tzinfo=timezone(timedelta(hours=1)))
+    message = {
+        "meter_id": "5706567202753025",
+        "meter_manufacturer": "Kamstrup",
+        "meter_datetime": meter_time,
+        "list_ver_id": "Kamstrup_V0001",
+        "active_power_import": 1247,
+        "voltage_l1": 236,
+        "current_l1": 1.89,
+    }
+    point = message_to_point(message, received_ns=1)
+    assert point is not None
+    assert point.timestamp_ns == 1637877655 * 10**9  # 2021-11-25T22:00:55Z
+    assert point.tags == {"meter_id": "5706567202753025", "manufacturer": "Kamstrup"}
+    assert point.fields == {"active_power_import": 1247.0, "voltage_l1": 236.0, "current_l1": 1.89}
+    assert message_to_point(message, received_ns=7, use_meter_time=False).timestamp_ns == 7  # type: ignore[union-attr]
+
+
+def test_message_without_numbers_gives_no_point() -> None:
+    assert message_to_point({"meter_id": "1", "list_ver_id": "x"}, received_ns=1) is None
+
+
+def test_point_maker_carries_the_meter_id_to_short_lists() -> None:
+    maker = PointMaker()
+    before = time.time_ns()
+    maker.make({"meter_id": "7359992890497997", "active_power_import": 1}, "Aidon")
+    short = maker.make({"active_power_import": 733}, "Aidon")
+    assert short is not None
+    assert short.tags == {"meter_id": "7359992890497997", "manufacturer": "Aidon"}
+    assert before <= short.timestamp_ns <= time.time_ns()
+
+
+# --- the writer against a real influxd ---------------------------------------------------------------------
+
+
+def make_points(count: int, start_ns: int = 1_600_000_000 * 10**9) -> list[Point]:
+    return [
+        Point("amshan", {"meter_id": "m1"}, {"active_power_import": float(i)}, start_ns + i * 10**9)
+        for i in range(count)
+    ]
+
+
+def stored_values(server: InfluxServer) -> list[float]:
+    rows = server.query("SELECT active_power_import FROM amshan")
+    return sorted(row["active_power_import"] for row in rows)
+
+
+async def test_writer_batches_points_that_read_back(influxd: InfluxServer) -> None:
+    writer = InfluxDbWriter(influxd.url, DATABASE, batch_size=7, flush_interval=0.2)
+    task = asyncio.ensure_future(writer.run())
+    for point in make_points(50):
+        writer.add(point)
+    writer.stop()
+    await asyncio.wait_for(task, 30)
+    assert (writer.written, writer.pending, writer.dropped, writer.rejected) == (50, 0, 0, 0)
+    assert stored_values(influxd) == [float(i) for i in range(50)]
+    rows = influxd.query("SELECT * FROM amshan WHERE active_power_import = 3")
+    assert rows[0]["time"] == 1_600_000_003 * 10**9 and rows[0]["meter_id"] == "m1"
+
+
+async def test_tricky_tags_survive_the_round_trip(influxd: InfluxServer) -> None:
+    writer = InfluxDbWriter(influxd.url, DATABASE, flush_interval=0.1)
+    task = asyncio.ensure_future(writer.run())
+    tags = {"meter_id": "a,b=c d", "manufacturer": "x y"}
+    writer.add(Point("amshan", tags, {"active_power_import": 1.5}, 5))
+    writer.stop()
+    await asyncio.wait_for(task, 30)
+    [row] = influxd.query("SELECT * FROM amshan")
+    assert (row["meter_id"], row["manufacturer"], row["active_power_import"]) == ("a,b=c d", "x y", 1.5)
+
+
+async def test_server_stopped_mid_run_and_restarted_loses_nothing(influxd: InfluxServer) -> None:
+    writer = InfluxDbWriter(influxd.url, DATABASE, batch_size=10, flush_interval=0.05, max_back_off=0.5)
+    task = asyncio.ensure_future(writer.run())
+    points = make_points(300)
+    loop = asyncio.get_running_loop()
+    for index, point in enumerate(points):
+        writer.add(point)
+        if index == 100:
+            written_before = writer.written
+            await loop.run_in_executor(None, influxd.stop)
+            down_at = loop.time()
+        if index == 200:
+            await asyncio.sleep(1.5)  # still down: the writer keeps failing and buffering
+            failures_while_down = writer.failed_writes
+            pending_while_down = writer.pending
+            await loop.run_in_executor(None, influxd.start)
+            up_at = loop.time()
+        await asyncio.sleep(0.01)
+    writer.stop()
+    await asyncio.wait_for(task, 30)
+    print(
+        f"influxd down {up_at - down_at:.1f} s; written before the stop {written_before}; "
+        f"failed writes while down {failures_while_down}; points buffered while down {pending_while_down}; "
+        f"written in total {writer.written}"
+    )
+    assert written_before > 0
+    assert failures_while_down >= 2
+    assert pending_while_down >= 100
+    assert (writer.pending, writer.dropped, writer.rejected) == (0, 0, 0)
+    assert stored_values(influxd) == [float(i) for i in range(300)]  # each point exactly once
+
+
+async def test_full_buffer_drops_the_oldest_and_counts_them(influxd: InfluxServer) -> None:
+    influxd.stop()
+    writer = InfluxDbWriter(influxd.url, DATABASE, batch_size=10, max_buffer=40, flush_interval=0.05)
+    task = asyncio.ensure_future(writer.run())
+    for point in make_points(100):
+        writer.add(point)
+    await asyncio.sleep(0.3)
+    assert (writer.pending, writer.dropped) == (40, 60)
+    influxd.start()
+    writer.stop()
+    await asyncio.wait_for(task, 30)
+    assert stored_values(influxd) == [float(i) for i in range(60, 100)]
+
+
+async def test_missing_database_is_retried_until_it_exists(influxd: InfluxServer) -> None:
+    writer = InfluxDbWriter(influxd.url, "later", flush_interval=0.05, max_back_off=0.2)
+    task = asyncio.ensure_future(writer.run())
+    for point in make_points(5):
+        writer.add(point)
+    deadline = time.monotonic() + 10
+    while writer.failed_writes < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert writer.failed_writes >= 2 and writer.pending == 5
+    influxd.command("CREATE DATABASE later")
+    writer.stop()
+    await asyncio.wait_for(task, 30)
+    rows = influxd.query("SELECT active_power_import FROM amshan", database="later")
+    assert sorted(row["active_power_import"] for row in rows) == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+async def test_rejected_points_are_dropped_and_the_run_goes_on(influxd: InfluxServer) -> None:
+    # An integer field written by someone else makes InfluxDB refuse our float field in the same shard (400).
+    status, text = influxd.request("POST", f"/write?db={DATABASE}", b"amshan active_power_import=1i 1")
+    assert status == 204, text
+    writer = InfluxDbWriter(influxd.url, DATABASE, flush_interval=0.05)
+    task = asyncio.ensure_future(writer.run())
+    writer.add(make_points(1, start_ns=2)[0])
+    deadline = time.monotonic() + 10
+    while writer.rejected == 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    writer.add(Point("other", {}, {"active_power_import": 2.0}, 2))
+    writer.stop()
+    await asyncio.wait_for(task, 30)
+    assert (writer.rejected, writer.written, writer.pending) == (1, 1, 0)
+    assert influxd.query("SELECT active_power_import FROM other")[0]["active_power_import"] == 2.0
+
+
+def test_bad_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="http"):
+        InfluxDbWriter("localhost:8086", DATABASE)
