@@ -1,0 +1,86 @@
+"""The simulated meter: bundled real captures, served over TCP to each client from the first frame."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from _support import corpus_frames, load_corpus
+
+import amshan
+from amshan.hdlc import HdlcFrameReader
+from amshan.simulator import METERS, MeterSimulator, bundled_frames, parse_hex_line
+
+DATA = Path(amshan.__file__).parent / "data"
+
+
+@pytest.mark.parametrize("meter", METERS)
+def test_bundled_frames_are_valid_corpus_frames_of_that_meter(meter: str) -> None:
+    vectors = {vector["id"]: vector for vector in load_corpus()}
+    lines = (DATA / f"{meter}.txt").read_text(encoding="ascii").splitlines()
+    named = [(lines[i - 1][2:], line) for i, line in enumerate(lines) if line and not line.startswith("#")]
+    assert len(named) >= 5
+    for vector_id, hex_line in named:
+        vector = vectors[vector_id]
+        found = (vector["hex"], vector["valid"], vector["layer"], vector["meter"])
+        assert found == (hex_line, True, "hdlc", meter)
+    assert bundled_frames(meter) == [bytes.fromhex(hex_line) for _, hex_line in named]
+
+
+def test_all_meters_interleave() -> None:
+    frames = bundled_frames("all")
+    assert frames[:3] == [bundled_frames(meter)[0] for meter in METERS]
+    assert sorted(frames) == sorted(frame for meter in METERS for frame in bundled_frames(meter))
+
+
+def test_unknown_meter_is_refused() -> None:
+    with pytest.raises(ValueError, match="aidon, kaifa, kamstrup"):
+        bundled_frames("landisgyr")
+
+
+def test_parse_hex_line_tolerates_spaces_colons_and_comments() -> None:
+    assert parse_hex_line("7e a0 2a:41 # comment") == b"\x7e\xa0\x2a\x41"
+    assert parse_hex_line("   ") is None
+    assert parse_hex_line("# only a comment") is None
+    with pytest.raises(ValueError):
+        parse_hex_line("7e a")
+
+
+async def test_each_client_gets_every_frame_in_order() -> None:
+    vectors = corpus_frames(layer="hdlc", valid=True, country="NO")[:8]
+    frames = [bytes.fromhex(vector["hex"]) for vector in vectors]
+    async with MeterSimulator(frames, interval=0.01, repeat=False) as simulator:
+        streams = [await asyncio.open_connection("127.0.0.1", simulator.port) for _ in range(2)]
+        for reader, writer in streams:
+            assert await asyncio.wait_for(reader.read(), 10) == b"".join(frames)
+            writer.close()
+        assert simulator.clients_served == 2
+
+
+async def test_replay_repeats_and_frames_read_back_valid() -> None:
+    frames = bundled_frames("all")
+    async with MeterSimulator(frames, interval=0.001) as simulator:
+        reader, writer = await asyncio.open_connection("127.0.0.1", simulator.port)
+        frame_reader = HdlcFrameReader()
+        received: list[bytes] = []
+        while len(received) < len(frames) + 3:
+            data = await asyncio.wait_for(reader.read(4096), 10)
+            assert data
+            received.extend(b"\x7e" + frame.frame_data + b"\x7e" for frame in frame_reader.read(data))
+        writer.close()
+    assert received[: len(frames) + 3] == frames + frames[:3]
+
+
+async def test_close_ends_the_clients_connections() -> None:
+    simulator = MeterSimulator(bundled_frames("kaifa"), interval=0.05)
+    await simulator.start()
+    port = simulator.port
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert await asyncio.wait_for(reader.read(10), 10)
+    await asyncio.wait_for(simulator.close(), 10)
+    while await asyncio.wait_for(reader.read(4096), 10):
+        pass
+    writer.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)
