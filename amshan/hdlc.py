@@ -1,0 +1,495 @@
+"""Sans-IO HDLC frame reader for meter customer ports (IEC 62056-46 frame format type 3, as used on HAN).
+
+Frames are delimited by the length in their frame format field, not by the flags: HAN meters send 0x7E
+and 0x7D unescaped inside frames. A candidate frame starts at a flag; its header check sequence (HCS) is
+checked as soon as the header has arrived, so a corrupted length never makes the reader wait for, or
+swallow, the frames that follow. After a rejected candidate the reader resumes at the next flag after that
+candidate's opening flag.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from typing import Optional
+
+from amshan.fastframecheck import GOOD_RESIDUE, crc16_x25
+
+_LOGGER = logging.getLogger(__name__)
+
+FLAG_SEQUENCE = 0x7E
+CONTROL_ESCAPE = 0x7D
+_FLAG = b"\x7e"
+_ESCAPE = b"\x7d"
+_FRAME_FORMAT_TYPE_3 = 0xA
+# Shortest frame: format (2) + destination (1) + source (1) + control (1) + FCS (2).
+_MIN_FRAME_LENGTH = 7
+_MAX_ADDRESS_LENGTH = 4
+_ESCAPED_OCTET = re.compile(rb"\x7d(.)", re.DOTALL)
+_FLAG_RUN = re.compile(rb"\x7e+")
+_ABORT_SEQUENCE = b"\x7d\x7e"
+#: The LLC header that opens every message a meter pushes (GB9 section 8.3.2).
+LLC_HEADER = b"\xe6\xe7\x00"
+
+
+class _Verdict(enum.Enum):
+    """What the bytes at a flag are."""
+
+    VALID = enum.auto()
+    INVALID = enum.auto()
+    INCOMPLETE = enum.auto()
+    IDLE = enum.auto()
+    NOT_A_FRAME = enum.auto()
+    ABORTED = enum.auto()
+
+
+def _control_position(data: bytes, start: int, end: int) -> int:
+    """Return the control field's index for a frame whose format field is at ``start``.
+
+    Returns -1 when an address is longer than four octets and -2 when ``end`` comes before the control field.
+    """
+    position = start + 2
+    for _ in range(2):  # destination address, then source address; an octet with bit 0 set ends one
+        if position < end and data[position] & 1:  # the common one-octet address
+            position += 1
+            continue
+        stop = min(position + _MAX_ADDRESS_LENGTH, end)
+        while position < stop and not data[position] & 1:
+            position += 1
+        if position >= end:
+            return -2
+        if position == stop:
+            return -1
+        position += 1
+    return position if position < end else -2
+
+
+class HdlcFrameHeader:
+    """The header fields of an HDLC frame, parsed on demand; a field is None until its bytes are present."""
+
+    def __init__(self, frame: HdlcFrame) -> None:
+        """Bind the header to its frame."""
+        self._frame = frame
+
+    def update(self) -> None:
+        """Do nothing: fields are computed from the frame's current bytes (kept for the 2021.12.1 API)."""
+
+    @property
+    def frame_format(self) -> Optional[int]:
+        """Return the 16-bit frame format field."""
+        data = self._frame.frame_data
+        return data[0] << 8 | data[1] if len(data) >= 2 else None
+
+    @property
+    def frame_format_type(self) -> Optional[int]:
+        """Return the frame format type (0xA for type 3)."""
+        data = self._frame.frame_data
+        return data[0] >> 4 if data else None
+
+    @property
+    def segmentation(self) -> Optional[bool]:
+        """Return the segmentation bit: True on every segment of a segmented message but the last."""
+        data = self._frame.frame_data
+        return bool(data[0] & 0x08) if data else None
+
+    @property
+    def frame_length(self) -> Optional[int]:
+        """Return the frame length from the format field: the octets between the flags."""
+        data = self._frame.frame_data
+        return (data[0] & 0x07) << 8 | data[1] if len(data) >= 2 else None
+
+    @property
+    def destination_address(self) -> Optional[bytes]:
+        """Return the destination address octets."""
+        control = self._frame.control_position
+        if control < 0:
+            return None
+        data = self._frame.frame_data
+        end = 3
+        while not data[end - 1] & 1:
+            end += 1
+        return data[2:end]
+
+    @property
+    def source_address(self) -> Optional[bytes]:
+        """Return the source address octets."""
+        destination = self.destination_address
+        if destination is None:
+            return None
+        return self._frame.frame_data[2 + len(destination) : self._frame.control_position]
+
+    @property
+    def control(self) -> Optional[int]:
+        """Return the control field."""
+        control = self._frame.control_position
+        return self._frame.frame_data[control] if control >= 0 else None
+
+    @property
+    def header_check_sequence(self) -> Optional[int]:
+        """Return the HCS as its two octets read in wire order (None when the frame is too short)."""
+        control = self._frame.control_position
+        data = self._frame.frame_data
+        if control < 0 or len(data) < control + 3:
+            return None
+        return data[control + 1] << 8 | data[control + 2]
+
+    @property
+    def information_position(self) -> Optional[int]:
+        """Return where the information field starts (after control and HCS)."""
+        control = self._frame.control_position
+        return control + 3 if control >= 0 else None
+
+
+class HdlcFrame:
+    """One HDLC frame: the octets between its flags, with lazily computed header and checks."""
+
+    __slots__ = ("_checks", "_control", "_data", "_header")
+
+    MAX_FRAME_LENGTH: int = 0x7FF
+
+    def __init__(self, frame_data: bytes = b"") -> None:
+        """Wrap the octets between the flags (unescaped)."""
+        self._data = bytes(frame_data)
+        self._control: Optional[int] = None
+        self._checks: Optional[tuple[bool, bool, bool]] = None
+        self._header: Optional[HdlcFrameHeader] = None
+
+    @classmethod
+    def _checked(cls, frame_data: bytes, control: int) -> HdlcFrame:
+        """Build a frame the reader has fully checked (type, length, HCS, FCS and closing flag)."""
+        frame = cls.__new__(cls)
+        frame._data = frame_data
+        frame._control = control
+        frame._checks = (True, True, True)
+        frame._header = None
+        return frame
+
+    def __len__(self) -> int:
+        """Return the number of octets between the flags."""
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        """Show the frame's bytes and verdict."""
+        return f"HdlcFrame({self._data.hex()}, valid={self.is_valid})"
+
+    def append(self, byte: int) -> None:
+        """Append one octet (the 2021.12.1 way of building a frame)."""
+        self._data += bytes((byte,))
+        self._control = None
+        self._checks = None
+
+    @property
+    def frame_data(self) -> bytes:
+        """Return the octets between the flags, unescaped."""
+        return self._data
+
+    @property
+    def header(self) -> HdlcFrameHeader:
+        """Return the frame's header fields."""
+        if self._header is None:
+            self._header = HdlcFrameHeader(self)
+        return self._header
+
+    @property
+    def control_position(self) -> int:
+        """Return the control field's index, or a negative number when the addresses are incomplete or bad."""
+        if self._control is None:
+            self._control = _control_position(self._data, 0, len(self._data))
+        return self._control
+
+    def _compute_checks(self) -> tuple[bool, bool, bool]:
+        """Return (HCS good, FCS good, length as the header says) for this frame's bytes."""
+        if self._checks is None:
+            data = self._data
+            length = len(data)
+            control = self.control_position
+            fcs_good = length >= 3 and crc16_x25(data) == GOOD_RESIDUE
+            length_good = length >= 2 and (data[0] & 0x07) << 8 | data[1] == length
+            if control < 0:
+                hcs_good = False
+            elif length == control + 3:  # no information field: the frame carries only an FCS
+                hcs_good = True
+            else:
+                hcs_good = length >= control + 5 and crc16_x25(data[: control + 3]) == GOOD_RESIDUE
+            self._checks = (hcs_good, fcs_good, length_good)
+        return self._checks
+
+    @property
+    def is_good_ffc(self) -> bool:
+        """Return True when the frame check sequence (FCS) is good."""
+        return self._compute_checks()[1]
+
+    @property
+    def is_good_hcs(self) -> bool:
+        """Return True when the header check sequence is good, or the frame carries no HCS."""
+        return self._compute_checks()[0]
+
+    @property
+    def is_expected_length(self) -> bool:
+        """Return True when the frame is as long as its format field says."""
+        return self._compute_checks()[2]
+
+    @property
+    def is_valid(self) -> bool:
+        """Return True when format type, length, HCS and FCS are all good."""
+        hcs_good, fcs_good, length_good = self._compute_checks()
+        return hcs_good and fcs_good and length_good and self._data[0] >> 4 == _FRAME_FORMAT_TYPE_3
+
+    @property
+    def frame_check_sequence(self) -> Optional[int]:
+        """Return the FCS as its two octets read in wire order."""
+        data = self._data
+        return data[-2] << 8 | data[-1] if len(data) >= _MIN_FRAME_LENGTH else None
+
+    @property
+    def information(self) -> Optional[bytes]:
+        """Return the information field, or None when the frame has none."""
+        control = self.control_position
+        if control < 0 or len(self._data) < control + 5:
+            return None
+        return self._data[control + 3 : -2]
+
+
+class HdlcFrameReader:
+    """Sans-IO reader turning bytes in any chunking into HDLC frames, in linear time and bounded memory."""
+
+    CONTROL_ESCAPE: int = CONTROL_ESCAPE
+    FLAG_SEQUENCE: int = FLAG_SEQUENCE
+
+    def __init__(self, use_octet_stuffing: bool = False, use_abort_sequence: bool = False) -> None:
+        """Create a reader; octet stuffing (RFC 1662) and the abort sequence 7D 7E are off on HAN ports."""
+        self._use_octet_stuffing = use_octet_stuffing
+        self._use_abort_sequence = use_abort_sequence
+        self._buffer = b""
+        self._lookahead = 0  # buffer index from which to look past an incomplete candidate
+        self.discarded_bytes = 0
+
+    @property
+    def unescape_next(self) -> bool:
+        """Return True when the buffered data ends inside an escape sequence (octet stuffing)."""
+        return self._use_octet_stuffing and self._buffer.endswith(_ESCAPE)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Return how many bytes are held while a frame is incomplete (at most one frame plus a chunk)."""
+        return len(self._buffer)
+
+    @property
+    def is_in_hunt_mode(self) -> bool:
+        """Return True while no frame has started (no opening flag is buffered)."""
+        return not self._buffer
+
+    def read(self, data: bytes) -> list[HdlcFrame]:
+        """Read more bytes and return the frames they complete: valid ones and, for diagnosis, failed ones."""
+        buffer = self._buffer + data if self._buffer else bytes(data)
+        if self._use_octet_stuffing:
+            return self._read_stuffed(buffer)
+        frames: list[HdlcFrame] = []
+        size = len(buffer)
+        find = buffer.find
+        position = 0
+        while True:
+            if position >= size or buffer[position] != FLAG_SEQUENCE:  # hunt for an opening flag
+                flag = find(_FLAG, position)
+                if flag < 0:
+                    self.discarded_bytes += size - position
+                    position = size
+                    break
+                self.discarded_bytes += flag - position
+                position = flag
+            verdict, end, control = self._evaluate(buffer, position, size)
+            if verdict is _Verdict.VALID:
+                frames.append(HdlcFrame._checked(buffer[position + 1 : end], control - position - 1))
+                self._lookahead = 0
+                # The closing flag may open the next frame; when a flag of its own follows, start there.
+                position = end + 1 if end + 1 < size and buffer[end + 1] == FLAG_SEQUENCE else end
+            elif verdict is _Verdict.IDLE:
+                run = _FLAG_RUN.match(buffer, position)
+                position = run.end() - 1 if run else position + 1  # keep the run's last flag as opening flag
+            elif verdict is _Verdict.NOT_A_FRAME:
+                self.discarded_bytes += 1
+                position += 1
+            elif verdict is _Verdict.ABORTED:
+                _LOGGER.debug("Frame aborted by the abort sequence")
+                self.discarded_bytes += end - position
+                position = end
+            elif verdict is _Verdict.INVALID or self._has_complete_frame_after(buffer, position, size):
+                position = self._reject(buffer, position, frames)
+                self._lookahead = 0
+            else:  # incomplete: wait for more bytes
+                break
+        self._buffer = buffer[position:] if position < size else b""
+        if position < size:
+            self._lookahead -= position
+        return frames
+
+    def _evaluate(self, buffer: bytes, position: int, size: int) -> tuple[_Verdict, int, int]:
+        """Judge the candidate at the flag at ``position``: (verdict, closing flag index, control index)."""
+        if position + 2 >= size:
+            return _Verdict.INCOMPLETE, 0, 0
+        first = buffer[position + 1]
+        if first == FLAG_SEQUENCE:
+            return _Verdict.IDLE, 0, 0
+        if first >> 4 != _FRAME_FORMAT_TYPE_3:
+            return _Verdict.NOT_A_FRAME, 0, 0
+        start = position + 1
+        length = (first & 0x07) << 8 | buffer[start + 1]
+        end = start + length  # index of the closing flag
+        if length < _MIN_FRAME_LENGTH:
+            return _Verdict.INVALID, end, 0
+        control = _control_position(buffer, start, min(end, size))
+        if control == -2:
+            return (_Verdict.INVALID if end <= size else _Verdict.INCOMPLETE), end, 0
+        header_end = control + 1
+        if control < 0 or end < header_end + 2 or header_end + 2 < end < header_end + 4:
+            return _Verdict.INVALID, end, 0
+        if end > header_end + 2:  # an information field follows, guarded by the HCS
+            if header_end + 2 > size:
+                return _Verdict.INCOMPLETE, end, control
+            if crc16_x25(buffer[start : header_end + 2]) != GOOD_RESIDUE:
+                return _Verdict.INVALID, end, control
+        if end >= size:
+            return _Verdict.INCOMPLETE, end, control
+        if buffer[end] == FLAG_SEQUENCE and crc16_x25(buffer[start:end]) == GOOD_RESIDUE:
+            return _Verdict.VALID, end, control
+        if self._use_abort_sequence:
+            abort = buffer.find(_ABORT_SEQUENCE, start, end + 2)
+            if abort >= 0:
+                return _Verdict.ABORTED, abort + 1, control
+        return _Verdict.INVALID, end, control
+
+    def _has_complete_frame_after(self, buffer: bytes, position: int, size: int) -> bool:
+        """Return True when a complete valid frame starts after the incomplete candidate at ``position``.
+
+        Such a frame proves the candidate truncated, so the frames behind a truncated frame are never held
+        back. Flags already judged for this candidate are not judged again.
+        """
+        flag = max(position + 1, self._lookahead)
+        first_incomplete = -1
+        while True:
+            flag = buffer.find(_FLAG, flag)
+            if flag < 0:
+                self._lookahead = size if first_incomplete < 0 else first_incomplete
+                return False
+            verdict = self._evaluate(buffer, flag, size)[0]
+            if verdict is _Verdict.VALID:
+                return True
+            if verdict is _Verdict.INCOMPLETE and first_incomplete < 0:
+                first_incomplete = flag
+            flag += 1
+
+    def _reject(self, buffer: bytes, position: int, frames: list[HdlcFrame]) -> int:
+        """Return a failed candidate as an invalid frame; resume at the next flag after its opening flag."""
+        following = buffer.find(_FLAG, position + 1)
+        stop = following if following >= 0 else len(buffer)
+        frames.append(HdlcFrame(buffer[position + 1 : stop]))
+        _LOGGER.debug("Rejected HDLC frame candidate of %d octets", stop - position - 1)
+        return stop
+
+    def _read_stuffed(self, buffer: bytes) -> list[HdlcFrame]:
+        """Read with octet stuffing: frames are delimited by flags and 7D escapes the next octet."""
+        frames: list[HdlcFrame] = []
+        find = buffer.find
+        opening = find(_FLAG)
+        if opening < 0:
+            self.discarded_bytes += len(buffer)
+            self._buffer = b""
+            return frames
+        self.discarded_bytes += opening
+        while True:
+            closing = find(_FLAG, opening + 1)
+            if closing < 0:
+                break
+            segment = buffer[opening + 1 : closing]
+            opening = closing
+            if not segment:
+                continue
+            if segment.endswith(_ESCAPE):
+                if not self._use_abort_sequence:
+                    frames.append(HdlcFrame(segment))
+                else:
+                    _LOGGER.debug("Frame aborted by the abort sequence")
+                    self.discarded_bytes += len(segment)
+                continue
+            frames.append(HdlcFrame(_ESCAPED_OCTET.sub(lambda match: bytes((match[1][0] ^ 0x20,)), segment)))
+        rest = buffer[opening:]
+        if len(rest) > 2 * (HdlcFrame.MAX_FRAME_LENGTH + 1):  # no closing flag within any legal frame
+            self.discarded_bytes += len(rest)
+            rest = b""
+        self._buffer = rest
+        return frames
+
+
+class HdlcMessageAssembler:
+    """Sans-IO reassembly of messages split over HDLC segments (segmentation bit set on all but the last).
+
+    A message starts with the LLC header E6 E7 00, which only the first segment carries. After an invalid
+    frame or a broken sequence, segments are dropped until the next message starts, so the rest of a broken
+    message is never passed on as, or joined to, another message.
+    """
+
+    MAX_MESSAGE_LENGTH = 0x10000
+
+    def __init__(self) -> None:
+        """Start with no partial message."""
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._addresses = b""
+        self._resynchronizing = False
+        self._loss_counted = False
+        self.dropped_messages = 0
+
+    def add(self, frame: HdlcFrame) -> Optional[bytes]:
+        """Feed one frame; return a whole message's information bytes when it completes."""
+        if not frame.is_valid:
+            self._drop("an invalid frame arrived")
+            return None
+        information = frame.information or b""
+        data = frame.frame_data
+        is_last = not data[0] & 0x08
+        addresses = data[2 : frame.control_position]
+        starts_message = information.startswith(LLC_HEADER)
+        if self._parts:
+            if addresses != self._addresses or starts_message:
+                self._drop("a new message started before the last segment of the previous one")
+            else:
+                self._parts.append(information)
+                self._size += len(information)
+                if is_last:
+                    message = b"".join(self._parts)
+                    self._parts = []
+                    self._size = 0
+                    return message
+                if self._size > self.MAX_MESSAGE_LENGTH:
+                    self._drop(f"the message grew beyond {self.MAX_MESSAGE_LENGTH} octets")
+                return None
+        if not starts_message and (self._resynchronizing or not is_last):
+            if not self._loss_counted:
+                self.dropped_messages += 1
+                self._loss_counted = True
+            if is_last:  # the end of the message whose start was lost
+                self._resynchronizing = False
+                self._loss_counted = False
+            else:
+                self._resynchronizing = True
+            _LOGGER.debug("Dropped a segment of a message whose first segment was lost")
+            return None
+        self._resynchronizing = False
+        self._loss_counted = False
+        if is_last:
+            return information or None
+        self._parts = [information]
+        self._size = len(information)
+        self._addresses = addresses
+        return None
+
+    def _drop(self, reason: str) -> None:
+        """Forget a partial message, saying why, and drop its remaining segments when they come."""
+        self._resynchronizing = True
+        if self._parts:
+            self.dropped_messages += 1
+            self._loss_counted = True
+            _LOGGER.warning("Dropped a segmented message after %d segments: %s", len(self._parts), reason)
+        self._parts = []
+        self._size = 0

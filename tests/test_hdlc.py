@@ -1,0 +1,285 @@
+"""The HDLC frame reader against the real-frame corpus, generated streams and the 2021.12.1 API."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from _hdlc_builder import build_frame
+from _support import corpus_frames
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from amshan.fastframecheck import FastFrameCheckSequence16, crc16_x25
+from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
+
+HDLC_VECTORS = corpus_frames(layer="hdlc")
+VALID_SINGLE = [
+    bytes.fromhex(v["hex"])
+    for v in HDLC_VECTORS
+    if v["valid"] is True and "frame_count" not in v["checks"] and not v["checks"].get("segmentation_bit")
+]
+# Real frames with 0x7E or 0x7D inside them (header or data) are the hard cases for a flag-based reader.
+TRICKY = [f for f in VALID_SINGLE if b"\x7e" in f[1:-1] or b"\x7d" in f[1:-1]]
+
+
+def expected_intact(vector: dict[str, Any]) -> int:
+    """How many intact frames the corpus says a vector holds (its recomputed checks)."""
+    checks = vector["checks"]
+    if "intact_frames" in checks:
+        return int(checks["intact_frames"])
+    whole = checks.get("fcs") == "ok" and checks.get("hcs", "ok") == "ok" and checks.get("length") == "ok"
+    return int(whole)
+
+
+def read_in_chunks(data: bytes, sizes: list[int], reader: HdlcFrameReader | None = None) -> list[HdlcFrame]:
+    """Feed ``data`` to a reader in chunks of the given sizes (cycled) and collect every frame."""
+    reader = reader or HdlcFrameReader()
+    frames: list[HdlcFrame] = []
+    position = 0
+    index = 0
+    while position < len(data):
+        size = max(1, sizes[index % len(sizes)])
+        frames += reader.read(data[position : position + size])
+        position += size
+        index += 1
+    return frames
+
+
+def test_corpus_has_hard_cases() -> None:
+    assert len(HDLC_VECTORS) >= 200
+    assert len(TRICKY) >= 2, "the corpus holds real frames with 7E/7D inside; the tests rely on them"
+
+
+@pytest.mark.parametrize("vector", HDLC_VECTORS, ids=[v["id"] for v in HDLC_VECTORS])
+def test_corpus_vector_yields_exactly_its_intact_frames(vector: dict[str, Any]) -> None:
+    data = bytes.fromhex(vector["hex"])
+    for sizes in ([len(data)], [1], [3, 1, 7], [64]):
+        frames = read_in_chunks(data, sizes)
+        valid = [f for f in frames if f.is_valid]
+        assert len(valid) == expected_intact(vector), sizes
+        for frame in valid:
+            assert frame.is_good_ffc and frame.is_good_hcs and frame.is_expected_length
+            assert frame.header.frame_format_type == 0xA
+        if vector["frames"] and vector["valid"] is True:
+            stated = [bytes.fromhex(h).strip(b"\x7e") for h in vector["frames"]]
+            assert [f.frame_data for f in valid] == stated
+
+
+@pytest.mark.parametrize(
+    ("meter", "destination", "source", "control"),
+    [("aidon", "41", "0883", 0x13), ("kaifa", "01", "0201", 0x10), ("kamstrup", "2b", "21", 0x13)],
+)
+def test_header_fields_of_norwegian_meters(meter: str, destination: str, source: str, control: int) -> None:
+    """Address and control octets per manufacturer as han-spec.md section 2.1 tabulates them."""
+    vectors = [v for v in corpus_frames(layer="hdlc", valid=True, meter=meter, country="NO")]
+    frames = [f for v in vectors for f in HdlcFrameReader().read(bytes.fromhex(v["hex"])) if f.is_valid]
+    ours = [f for f in frames if f.header.destination_address == bytes.fromhex(destination)]
+    assert ours, f"no {meter} frame with destination {destination} in the corpus"
+    for frame in ours:
+        header = frame.header
+        assert header.source_address == bytes.fromhex(source)
+        assert header.control == control
+        assert header.segmentation is False
+        assert header.frame_length == len(frame.frame_data)
+        assert frame.information is not None and frame.information.startswith(b"\xe6\xe7\x00")
+
+
+def test_spec_appendix_a1_aidon_frame_fields() -> None:
+    """han-spec.md Appendix A.1: Aidon list 2 one-phase, HCS 82 D6, FCS E0 C4."""
+    vector = next(v for v in HDLC_VECTORS if v["hex"].startswith("7ea0d24108831382d6"))
+    (frame,) = HdlcFrameReader().read(bytes.fromhex(vector["hex"]))
+    assert frame.is_valid
+    assert frame.header.frame_format == 0xA0D2
+    assert frame.header.frame_length == 0xD2
+    assert frame.header.header_check_sequence == 0x82D6
+    assert frame.frame_check_sequence == 0xE0C4
+    assert frame.header.information_position == 8
+    assert frame.information is not None and frame.information[:4] == bytes.fromhex("e6e7000f")
+
+
+def test_frame_without_information_field_carries_only_fcs() -> None:
+    """The amshan empty-info frame 7E A0 08 01 02 01 10 37 8D 7E (han-spec.md section 2.1)."""
+    (frame,) = HdlcFrameReader().read(bytes.fromhex("7ea00801020110378d7e"))
+    assert frame.is_valid and frame.is_good_hcs
+    assert frame.information is None
+
+
+@pytest.mark.parametrize("frame_bytes", TRICKY[:6])
+def test_frames_holding_flag_and_escape_octets_are_read_by_length(frame_bytes: bytes) -> None:
+    frames = read_in_chunks(frame_bytes * 3, [1])
+    assert [f.is_valid for f in frames] == [True, True, True]
+
+
+def test_old_api_build_by_append_matches_reader() -> None:
+    for data in VALID_SINGLE[:10]:
+        frame = HdlcFrame()
+        for byte in data[1:-1]:
+            frame.append(byte)
+        (read,) = HdlcFrameReader().read(data)
+        assert len(frame) == len(read)
+        assert frame.frame_data == read.frame_data
+        assert frame.is_good_ffc and frame.is_expected_length and frame.is_valid
+        assert frame.information == read.information
+        assert frame.header.control == read.header.control
+
+
+def test_fast_frame_check_sequence_old_api() -> None:
+    """GB9 section 8.5.1 test sequence 03 3F -> FCS 0xEC5B; appending it makes the register good."""
+    assert crc16_x25(b"123456789") == 0x906E
+    assert FastFrameCheckSequence16.compute_checksum(b"\x00\x03\x3f", 1, 2) == 0xEC5B
+    check = FastFrameCheckSequence16()
+    for byte in b"\x03\x3f":
+        check.update(byte)
+    assert check.checksum == 0xEC5B and not check.is_good
+    for byte in (0x5B, 0xEC):
+        check.update(byte)
+    assert check.is_good
+
+
+def test_corrupted_length_does_not_swallow_following_frames() -> None:
+    """A length field flipped to claim 2000 octets is rejected at its HCS, without waiting for 2000 octets."""
+    first, second, third = VALID_SINGLE[0], VALID_SINGLE[1], VALID_SINGLE[2]
+    corrupted = bytearray(first)
+    corrupted[1] = 0xA7  # claims 0x7xx octets
+    corrupted[2] = 0xD0
+    reader = HdlcFrameReader()
+    assert not [f for f in reader.read(bytes(corrupted)) if f.is_valid]
+    got = [f.frame_data for f in reader.read(second) if f.is_valid]
+    assert got == [second[1:-1]], "the frame after the corrupted one must come out as soon as it is complete"
+    assert [f.frame_data for f in reader.read(third) if f.is_valid] == [third[1:-1]]
+
+
+def test_truncated_frame_does_not_hold_back_the_next_frame() -> None:
+    """A frame cut short (intact header) must not delay a following frame until its claimed length arrives."""
+    truncated = VALID_SINGLE[3][: len(VALID_SINGLE[3]) // 2]
+    reader = HdlcFrameReader()
+    reader.read(truncated)
+    got = [f.frame_data for f in reader.read(VALID_SINGLE[4]) if f.is_valid]
+    assert got == [VALID_SINGLE[4][1:-1]]
+
+
+# --- generated streams: every valid frame exactly once, whatever stands around it ------------------------
+
+segment = st.one_of(
+    st.tuples(st.just("valid"), st.sampled_from(VALID_SINGLE)),
+    st.tuples(st.just("garbage"), st.binary(min_size=1, max_size=80)),
+    st.tuples(st.just("flags"), st.integers(1, 20).map(lambda n: b"\x7e" * n)),
+    st.tuples(st.just("truncated"), st.sampled_from(VALID_SINGLE).flatmap(
+        lambda f: st.integers(1, len(f) - 2).map(lambda cut: f[:cut]))),
+    st.tuples(st.just("corrupted"), st.sampled_from(VALID_SINGLE).flatmap(
+        lambda f: st.tuples(st.integers(1, len(f) - 2), st.integers(0, 7)).map(
+            lambda at: f[: at[0]] + bytes((f[at[0]] ^ (1 << at[1]),)) + f[at[0] + 1 :]))),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(segment, min_size=1, max_size=12), st.lists(st.integers(1, 300), min_size=1, max_size=8))
+def test_stream_yields_every_valid_frame_exactly_once(
+    segments: list[tuple[str, bytes]], chunks: list[int]
+) -> None:
+    stream = b"".join(data for _, data in segments)
+    wanted = [data[1:-1] for kind, data in segments if kind == "valid"]
+    got = [f.frame_data for f in read_in_chunks(stream, chunks) if f.is_valid]
+    assert got == wanted
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.lists(st.integers(1, 512), min_size=1, max_size=4))
+def test_noise_never_yields_a_valid_frame_and_never_crashes(noise: bytes, chunks: list[int]) -> None:
+    assert not [f for f in read_in_chunks(noise, chunks) if f.is_valid]
+
+
+def test_memory_stays_bounded_on_hostile_input() -> None:
+    """Random bytes and maximum-length headers: the reader holds at most one maximum frame plus a chunk."""
+    rng = random.Random(7)
+    reader = HdlcFrameReader()
+    hostile_header = bytes.fromhex("7ea7ff") + b"\x41\x08\x83\x13"
+    for index in range(3000):
+        chunk = rng.randbytes(1024) if index % 3 else hostile_header + rng.randbytes(1017)
+        reader.read(chunk)
+        assert reader.buffered_bytes <= HdlcFrame.MAX_FRAME_LENGTH + 2 + 1024
+    assert reader.discarded_bytes > 0
+
+
+def test_one_big_read_returns_every_frame() -> None:
+    frames = VALID_SINGLE * (2_000_000 // sum(map(len, VALID_SINGLE)) + 1)
+    stream = b"".join(frames)
+    got = HdlcFrameReader().read(stream)
+    assert len(got) == len(frames) and all(f.is_valid for f in got)
+
+
+# --- octet stuffing and the abort sequence (off on HAN ports, kept from the old API) ---------------------
+
+
+def test_octet_stuffed_corpus_frame_needs_stuffing_mode() -> None:
+    vector = next(v for v in HDLC_VECTORS if v["id"] == "xx-other-hdlc-amshan-stuffed-short-info")
+    data = bytes.fromhex(vector["hex"])
+    assert not [f for f in HdlcFrameReader().read(data) if f.is_valid]
+    (frame,) = HdlcFrameReader(use_octet_stuffing=True).read(data)
+    assert frame.is_valid
+    assert frame.information == bytes.fromhex("7e7d03"), "7D 5E -> 7E, 7D 5D -> 7D, 7D 23 -> 03 (RFC 1662)"
+
+
+def test_abort_sequence_discards_the_frame_when_enabled() -> None:
+    vector = next(v for v in HDLC_VECTORS if v["id"] == "xx-other-hdlc-amshan-abort-sequence")
+    data = bytes.fromhex(vector["hex"])
+    assert not [f for f in HdlcFrameReader().read(data) if f.is_valid]
+    aborting = HdlcFrameReader(use_abort_sequence=True)
+    assert aborting.read(data) == []
+    assert aborting.read(VALID_SINGLE[0])[0].is_valid
+    stuffed_abort = HdlcFrameReader(use_octet_stuffing=True, use_abort_sequence=True)
+    assert stuffed_abort.read(data) == []
+
+
+# --- segmented messages -----------------------------------------------------------------------------------
+
+
+def test_real_segmented_iskra_message_reassembles() -> None:
+    wanted_id = "ch-iskra-hdlc-sdc-am550-unencrypted-valid-data-cfg2026"
+    vector = next(v for v in HDLC_VECTORS if v["id"] == wanted_id)
+    frames = HdlcFrameReader().read(bytes.fromhex(vector["hex"]))
+    assert [f.header.segmentation for f in frames] == [True, True, False]
+    assembler = HdlcMessageAssembler()
+    results = [assembler.add(f) for f in frames]
+    assert results[:2] == [None, None]
+    message = results[2]
+    assert message is not None
+    assert message == b"".join(f.information or b"" for f in frames)
+    assert message.startswith(b"\xe6\xe7\x00\x0f"), "one LLC header and a data-notification"
+
+
+def test_broken_segment_sequence_is_dropped_not_concatenated() -> None:
+    """A real Aidon message split in three segments; the middle one is broken in transit."""
+    message = bytes.fromhex(next(v["hex"] for v in corpus_frames(id="no-aidon-list3-amshan-llc")))
+    parts = [message[:120], message[120:240], message[240:]]
+    first, middle, last = (build_frame(p, segmented=i < 2) for i, p in enumerate(parts))
+    broken = bytearray(middle)
+    broken[-3] ^= 0x01  # FCS broken in transit
+    standalone = build_frame(message)
+    assembler = HdlcMessageAssembler()
+    frames = read_in_chunks(first + bytes(broken) + last + standalone, [5])
+    out = [m for m in map(assembler.add, frames) if m is not None]
+    assert out == [message], "the broken message's last segment must not come out as a message of its own"
+    assert assembler.dropped_messages == 1
+    assembler = HdlcMessageAssembler()
+    assert [m for m in map(assembler.add, HdlcFrameReader().read(first + middle + last)) if m] == [message]
+
+
+def test_message_whose_first_segment_was_missed_is_dropped() -> None:
+    message = bytes.fromhex(next(v["hex"] for v in corpus_frames(id="no-aidon-list3-amshan-llc")))
+    middle, last = build_frame(message[100:200], segmented=True), build_frame(message[200:])
+    assembler = HdlcMessageAssembler()
+    out = [assembler.add(f) for f in HdlcFrameReader().read(middle + last + build_frame(message))]
+    assert [m for m in out if m is not None] == [message]
+    assert assembler.dropped_messages == 1
+
+
+def test_segment_without_final_part_is_dropped_when_a_new_message_starts() -> None:
+    message = bytes.fromhex(next(v["hex"] for v in corpus_frames(id="no-aidon-list3-amshan-llc")))
+    first = build_frame(message[:150], segmented=True)
+    assembler = HdlcMessageAssembler()
+    out = [assembler.add(f) for f in HdlcFrameReader().read(first + build_frame(message))]
+    assert [m for m in out if m is not None] == [message]
+    assert assembler.dropped_messages == 1
