@@ -31,6 +31,8 @@ _FLAG_RUN = re.compile(rb"\x7e+")
 _ABORT_SEQUENCE = b"\x7d\x7e"
 #: The LLC header that opens every message a meter pushes (GB9 section 8.3.2).
 LLC_HEADER = b"\xe6\xe7\x00"
+_HEADER_KEY_LENGTH = 10
+_MAX_CHECKED_HEADERS = 64
 
 
 class _Verdict(enum.Enum):
@@ -263,6 +265,9 @@ class HdlcFrameReader:
         self._use_abort_sequence = use_abort_sequence
         self._buffer = b""
         self._lookahead = 0  # buffer index from which to look past an incomplete candidate
+        # Meters repeat a few headers: the first octets of a frame whose header (format, addresses, control,
+        # HCS) all lie within them and passed, mapped to the control field's offset.
+        self._checked_headers: dict[bytes, int] = {}
         self.discarded_bytes = 0
 
     @property
@@ -338,17 +343,26 @@ class HdlcFrameReader:
         end = start + length  # index of the closing flag
         if length < _MIN_FRAME_LENGTH:
             return _Verdict.INVALID, end, 0
-        control = _control_position(buffer, start, min(end, size))
-        if control == -2:
-            return (_Verdict.INVALID if end <= size else _Verdict.INCOMPLETE), end, 0
-        header_end = control + 1
-        if control < 0 or end < header_end + 2 or header_end + 2 < end < header_end + 4:
-            return _Verdict.INVALID, end, 0
-        if end > header_end + 2:  # an information field follows, guarded by the HCS
-            if header_end + 2 > size:
-                return _Verdict.INCOMPLETE, end, control
-            if crc16_x25(buffer[start : header_end + 2]) != GOOD_RESIDUE:
-                return _Verdict.INVALID, end, control
+        key = buffer[start : start + _HEADER_KEY_LENGTH]
+        control_offset = self._checked_headers.get(key)
+        if control_offset is not None:  # these exact header octets passed every header check before
+            control = start + control_offset
+        else:
+            control = _control_position(buffer, start, min(end, size))
+            if control == -2:
+                return (_Verdict.INVALID if end <= size else _Verdict.INCOMPLETE), end, 0
+            header_end = control + 1
+            if control < 0 or end < header_end + 2 or header_end + 2 < end < header_end + 4:
+                return _Verdict.INVALID, end, 0
+            if end > header_end + 2:  # an information field follows, guarded by the HCS
+                if header_end + 2 > size:
+                    return _Verdict.INCOMPLETE, end, control
+                if crc16_x25(buffer[start : header_end + 2]) != GOOD_RESIDUE:
+                    return _Verdict.INVALID, end, control
+                if header_end + 2 - start <= len(key) == _HEADER_KEY_LENGTH:
+                    if len(self._checked_headers) >= _MAX_CHECKED_HEADERS:
+                        self._checked_headers.clear()
+                    self._checked_headers[key] = control - start
         if end >= size:
             return _Verdict.INCOMPLETE, end, control
         if buffer[end] == FLAG_SEQUENCE and crc16_x25(buffer[start:end]) == GOOD_RESIDUE:
