@@ -1,0 +1,471 @@
+"""Read a live meter with asyncio: protocols turning a byte stream into frames, and a reconnecting manager."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from abc import ABCMeta, abstractmethod
+from contextlib import suppress
+from typing import Any, Awaitable, Callable, ClassVar, Optional, Tuple, TypeVar
+
+from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
+
+_LOGGER = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+class _LogLimiter:
+    """Let a recurring log record through at most once per interval, so bad input cannot flood the log."""
+
+    def __init__(self, interval_sec: float) -> None:
+        self.interval_sec = interval_sec
+        self._next_time = 0.0
+
+    def ready(self) -> bool:
+        """Return True (and start a new interval) when the current interval has passed."""
+        now = time.monotonic()
+        if now < self._next_time:
+            return False
+        self._next_time = now + self.interval_sec
+        return True
+
+
+class BackOffStrategy(metaclass=ABCMeta):
+    """How long to wait before the next connection attempt after failures; subclass to change the policy."""
+
+    DEFAULT_MAX_DELAY_SEC: int = 60
+
+    @abstractmethod
+    def failure(self) -> None:
+        """Record one failed attempt."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Record a success: the next failure starts the sequence again."""
+
+    @property
+    @abstractmethod
+    def current_delay_sec(self) -> float:
+        """Return the delay in seconds to wait before the next attempt (0 after a success)."""
+
+
+class ExponentialBackOff(BackOffStrategy):
+    """Double the delay on each failure (1, 2, 4 ... s) up to max_delay, back to 0 on success."""
+
+    def __init__(
+        self, initial_delay_sec: float = 1, max_delay_sec: float = BackOffStrategy.DEFAULT_MAX_DELAY_SEC
+    ) -> None:
+        """Start with no delay; the first failure waits initial_delay_sec, the next ones twice as long."""
+        if initial_delay_sec <= 0 or max_delay_sec <= 0:
+            raise ValueError(
+                f"back-off delays must be positive, got initial {initial_delay_sec} and max {max_delay_sec}"
+            )
+        self.initial_delay: float = initial_delay_sec
+        self.max_delay: float = max_delay_sec
+        self._delay: float = 0
+
+    def failure(self) -> None:
+        """Double the delay (the first failure sets the initial delay)."""
+        self._delay = min(self._delay * 2, self.max_delay) if self._delay else self.initial_delay
+
+    def reset(self) -> None:
+        """Forget earlier failures."""
+        self._delay = 0
+
+    @property
+    def current_delay_sec(self) -> float:
+        """Return the current delay, never more than max_delay."""
+        return min(self._delay, self.max_delay)
+
+
+class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
+    """An asyncio protocol cutting the meter's byte stream into HDLC frames; subclasses handle the frames."""
+
+    total_instance_counter: ClassVar[int] = 0
+    # How often (seconds) a recurring warning or garbage summary may be logged.
+    LOG_INTERVAL_SEC: ClassVar[float] = 60.0
+
+    def __init__(self, frame_reader: Optional[HdlcFrameReader] = None) -> None:
+        """Use frame_reader, or a reader without octet stuffing (the meters' setting) when None."""
+        super().__init__()
+        self.instance_id: int = SmartMeterBaseProtocol.total_instance_counter
+        SmartMeterBaseProtocol.total_instance_counter += 1
+        self._frame_reader = frame_reader if frame_reader is not None else HdlcFrameReader()
+        self._done: Optional[asyncio.Future[None]] = None
+        with suppress(RuntimeError):  # created lazily when constructed outside a running loop
+            self._done = asyncio.get_running_loop().create_future()
+        self._transport: Optional[asyncio.BaseTransport] = None
+        self._transport_info: str = "(not connected)"
+        self._last_frame_time: Optional[float] = None
+        self.frames_received: int = 0
+        self.invalid_frames: int = 0
+        self.queue_full_drops: int = 0
+        self._summarised_invalid = 0
+        self._summarised_discarded = 0
+        self._queue_full_log = _LogLimiter(self.LOG_INTERVAL_SEC)
+        self._garbage_log = _LogLimiter(self.LOG_INTERVAL_SEC)
+        self._error_log = _LogLimiter(self.LOG_INTERVAL_SEC)
+
+    @property
+    def done(self) -> Awaitable[None]:
+        """Return an awaitable that completes when the connection is lost or closed."""
+        return self._done_future()
+
+    @property
+    def last_frame_time(self) -> Optional[float]:
+        """Return time.monotonic() of the last valid frame (or of connection_made), else None."""
+        return self._last_frame_time
+
+    @property
+    def discarded_bytes(self) -> int:
+        """Return the number of noise bytes the frame reader skipped on this connection."""
+        return self._frame_reader.discarded_bytes
+
+    def _done_future(self) -> asyncio.Future[None]:
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        return self._done
+
+    def _name(self) -> str:
+        return f"{self.__class__.__name__}[{self.instance_id}]"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Remember the transport and start the idle clock."""
+        self._transport = transport
+        self._transport_info = _describe_transport(transport)
+        self._last_frame_time = time.monotonic()
+        _LOGGER.info("%s: smart meter connected to %s", self._name(), self._transport_info)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        """Complete done: the transport has closed (exc is None) or failed (exc says why)."""
+        if exc is not None:
+            _LOGGER.warning("%s: connection to %s lost: %s", self._name(), self._transport_info, exc)
+        else:
+            _LOGGER.info("%s: connection to %s closed", self._name(), self._transport_info)
+        self._log_garbage_summary(force=True)
+        self._transport = None
+        done = self._done_future()
+        if not done.done():
+            done.set_result(None)
+
+    def eof_received(self) -> bool:
+        """Return False so that the transport closes when the peer stops sending."""
+        _LOGGER.debug("%s: end of stream from %s", self._name(), self._transport_info)
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        """Cut data into frames and hand each to frame_received; never raises, whatever the bytes."""
+        try:
+            frames = self._frame_reader.read(data)
+        except Exception:  # a reader bug must not kill the connection: report it and go on
+            if self._error_log.ready():
+                _LOGGER.exception("%s: frame reader failed on %d bytes", self._name(), len(data))
+            return
+        for frame in frames:
+            if frame.is_valid:
+                self.frames_received += 1
+                self._last_frame_time = time.monotonic()
+            else:
+                self.invalid_frames += 1
+            try:
+                self.frame_received(frame)
+            except Exception:
+                if self._error_log.ready():
+                    _LOGGER.exception("%s: handling a received frame failed", self._name())
+        self._log_garbage_summary()
+
+    def _log_garbage_summary(self, force: bool = False) -> None:
+        invalid = self.invalid_frames - self._summarised_invalid
+        discarded = self.discarded_bytes - self._summarised_discarded
+        if (invalid or discarded) and (self._garbage_log.ready() or force):
+            _LOGGER.debug(
+                "%s: skipped %d noise bytes and %d invalid frames from %s (totals %d and %d)",
+                self._name(),
+                discarded,
+                invalid,
+                self._transport_info,
+                self.discarded_bytes,
+                self.invalid_frames,
+            )
+            self._summarised_invalid = self.invalid_frames
+            self._summarised_discarded = self.discarded_bytes
+
+    def _put(self, queue: asyncio.Queue[_T], item: _T) -> None:
+        """Put item on queue, or drop and count it when the bounded queue is full."""
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.queue_full_drops += 1
+            if self._queue_full_log.ready():
+                _LOGGER.warning(
+                    "%s: queue full (maxsize %d), nobody reads it fast enough: %d items dropped so far",
+                    self._name(),
+                    queue.maxsize,
+                    self.queue_full_drops,
+                )
+
+    @abstractmethod
+    def frame_received(self, frame: HdlcFrame) -> None:
+        """Handle one frame (valid or not) cut from the stream."""
+
+
+class SmartMeterFrameProtocol(SmartMeterBaseProtocol):
+    """Put every frame read from the stream, valid or not, on a queue (e.g. for logging raw frames)."""
+
+    def __init__(
+        self, destination_queue: asyncio.Queue[HdlcFrame], frame_reader: Optional[HdlcFrameReader] = None
+    ) -> None:
+        """Send frames to destination_queue; see SmartMeterBaseProtocol for frame_reader."""
+        super().__init__(frame_reader)
+        self.queue: asyncio.Queue[HdlcFrame] = destination_queue
+
+    def frame_received(self, frame: HdlcFrame) -> None:
+        """Queue the frame (dropped and counted when the queue is full)."""
+        self._put(self.queue, frame)
+
+
+class SmartMeterFrameContentProtocol(SmartMeterBaseProtocol):
+    """Put the content of each valid, non-empty message on a queue, HDLC segments reassembled first."""
+
+    def __init__(
+        self, destination_queue: asyncio.Queue[bytes], frame_reader: Optional[HdlcFrameReader] = None
+    ) -> None:
+        """Send message contents (information field including the LLC header) to destination_queue."""
+        super().__init__(frame_reader)
+        self.queue: asyncio.Queue[bytes] = destination_queue
+        self._assembler = HdlcMessageAssembler()
+
+    @property
+    def broken_messages(self) -> int:
+        """Return how many partial (segmented) messages were dropped because a frame was bad or missing."""
+        return self._assembler.dropped_messages
+
+    def frame_received(self, frame: HdlcFrame) -> None:
+        """Feed the frame to the reassembler and queue the message it completes, if any."""
+        content = self._assembler.add(frame)
+        if content:
+            self._put(self.queue, content)
+
+
+MeterTransportProtocol = Tuple[asyncio.BaseTransport, SmartMeterBaseProtocol]
+
+AsyncConnectionFactory = Callable[[], Awaitable[MeterTransportProtocol]]
+
+
+def _describe_transport(transport: asyncio.BaseTransport) -> str:
+    serial = getattr(transport, "serial", None)
+    if serial is not None:
+        return f"serial port {getattr(serial, 'port', serial)}"
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"host {peer[0]} port {peer[1]}"
+    return str(peer) if peer else repr(transport)
+
+
+class ConnectionManager:
+    """Keep a meter connection up: reconnect with back-off after errors, losses and (optionally) silence."""
+
+    DEFAULT_CONNECTION_LOST_BACK_OFF_THRESHOLD: int = 5
+    DEFAULT_CONNECTION_LOST_BACK_OFF_SLEEP_SEC: int = 5
+    DEFAULT_CLOSE_TIMEOUT_SEC: float = 5.0
+
+    def __init__(
+        self,
+        connection_factory: AsyncConnectionFactory,
+        *,
+        idle_timeout: Optional[float] = None,
+        back_off_connect_error: Optional[BackOffStrategy] = None,
+        connection_lost_back_off_threshold: float = DEFAULT_CONNECTION_LOST_BACK_OFF_THRESHOLD,
+        connection_lost_back_off_sleep_sec: float = DEFAULT_CONNECTION_LOST_BACK_OFF_SLEEP_SEC,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT_SEC,
+    ) -> None:
+        """Connect with connection_factory (a coroutine function or any callable returning an awaitable).
+
+        idle_timeout: when no valid frame has arrived for this many seconds, reconnect (None: never).
+        back_off_connect_error: delays after failed connection attempts (default: 1, 2, 4 ... 60 s).
+        Two connection losses less than connection_lost_back_off_threshold seconds apart make the manager wait
+        connection_lost_back_off_sleep_sec before reconnecting (a circuit breaker against a flapping link).
+        close_timeout bounds the wait for a closing transport to report connection_lost.
+        """
+        if not callable(connection_factory):
+            raise TypeError(f"connection_factory must be callable, got {connection_factory!r}")
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be positive or None, got {idle_timeout}")
+        self._connection_factory = connection_factory
+        self.idle_timeout: Optional[float] = idle_timeout
+        self.back_off_connect_error: BackOffStrategy = (
+            back_off_connect_error if back_off_connect_error is not None else ExponentialBackOff()
+        )
+        self.connection_lost_back_off_threshold: float = connection_lost_back_off_threshold
+        self.connection_lost_back_off_sleep_sec: float = connection_lost_back_off_sleep_sec
+        self.close_timeout: float = close_timeout
+        self.connection_count: int = 0  # successful connections, for monitoring
+        self.idle_disconnects: int = 0  # connections closed by the idle watchdog
+        self._connection: Optional[MeterTransportProtocol] = None
+        self._is_closing = False
+        self._closing: Optional[asyncio.Future[None]] = None
+        self._running = False
+        self._connection_lost_last_time: Optional[float] = None
+        self._connection_lost_sleep_before_reconnect = False
+
+    @property
+    def connection(self) -> Optional[MeterTransportProtocol]:
+        """Return the current (transport, protocol), or None while not connected."""
+        return self._connection
+
+    def close(self) -> None:
+        """Close the current connection, if any, and make connect_loop return (in the loop's thread)."""
+        self._is_closing = True
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(None)
+        if self._connection is not None:
+            _LOGGER.info("Closing the meter connection and stopping the connect loop")
+            self._connection[0].close()
+
+    async def connect_loop(self) -> None:
+        """Connect, and reconnect whenever the connection ends, until close() or cancellation."""
+        if self._running:
+            raise RuntimeError("connect_loop is already running for this ConnectionManager")
+        self._running = True
+        self._closing = asyncio.get_running_loop().create_future()
+        try:
+            while not self._is_closing:
+                connection = await self._try_connect()
+                if connection is not None:
+                    await self._serve(connection)
+        finally:
+            connection, self._connection = self._connection, None
+            if connection is not None:  # only when cancelled while connected
+                await self._close_connection(connection)
+            self._closing = None
+            self._is_closing = False
+            self._running = False
+            _LOGGER.info("Connect loop done")
+
+    def _get_back_off_time(self) -> float:
+        delay = self.back_off_connect_error.current_delay_sec
+        if self._connection_lost_sleep_before_reconnect:
+            delay = max(delay, self.connection_lost_back_off_sleep_sec)
+        return delay
+
+    def _update_connection_lost_circuit_breaker(self) -> None:
+        now = time.monotonic()
+        if self._connection_lost_last_time is not None:
+            self._connection_lost_sleep_before_reconnect = (
+                now - self._connection_lost_last_time < self.connection_lost_back_off_threshold
+            )
+        self._connection_lost_last_time = now
+
+    async def _wait_closing(self, timeout: Optional[float]) -> bool:
+        """Wait until close() is called or timeout passes; return True when closing."""
+        assert self._closing is not None
+        await asyncio.wait({self._closing}, timeout=timeout)
+        return self._is_closing
+
+    async def _try_connect(self) -> Optional[MeterTransportProtocol]:
+        """Make one connection attempt after the back-off delay; None when it failed or close() was called."""
+        delay = self._get_back_off_time()
+        if delay > 0:
+            _LOGGER.info("Back-off for %.3g s before reconnecting", delay)
+            if await self._wait_closing(delay):
+                return None
+        if self._is_closing:
+            return None
+        _LOGGER.debug("Trying to connect")
+        try:
+            awaitable = self._connection_factory()
+        except Exception as ex:
+            self._connect_failed(ex)
+            return None
+        if not inspect.isawaitable(awaitable):
+            raise TypeError(f"connection_factory returned {awaitable!r}, not an awaitable")
+        attempt: asyncio.Future[MeterTransportProtocol] = asyncio.ensure_future(awaitable)
+        assert self._closing is not None
+        abandon = True  # cancelled or closing: the attempt's connection, if any, must not survive
+        try:
+            waiting: set[asyncio.Future[Any]] = {attempt, self._closing}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            abandon = self._is_closing
+        finally:
+            if abandon:
+                await self._abandon_attempt(attempt)
+        if abandon:
+            return None
+        error = attempt.exception()
+        if error is not None:
+            self._connect_failed(error)
+            return None
+        connection = attempt.result()
+        self.back_off_connect_error.reset()
+        self.connection_count += 1
+        self._connection = connection
+        return connection
+
+    def _connect_failed(self, ex: BaseException) -> None:
+        self.back_off_connect_error.failure()
+        _LOGGER.warning("Error connecting to the meter: %s", ex or type(ex).__name__)
+
+    async def _serve(self, connection: MeterTransportProtocol) -> None:
+        """Wait until the connection ends (lost, idle or close()), then record why."""
+        transport, protocol = connection
+        done = asyncio.ensure_future(protocol.done)
+        connected_at = time.monotonic()
+        assert self._closing is not None
+        try:
+            while not done.done() and not self._is_closing:
+                timeout: Optional[float] = None
+                if self.idle_timeout is not None:
+                    last = max(connected_at, getattr(protocol, "last_frame_time", None) or connected_at)
+                    timeout = last + self.idle_timeout - time.monotonic()
+                    if timeout <= 0:
+                        self.idle_disconnects += 1
+                        _LOGGER.warning(
+                            "No valid frame from the meter for %.3g s: closing the connection to reconnect",
+                            self.idle_timeout,
+                        )
+                        break
+                await asyncio.wait(
+                    {done, self._closing}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+        finally:
+            if done is not protocol.done and not done.done():
+                done.cancel()
+        self._connection = None
+        lost = done.done() and not done.cancelled()
+        if not lost:
+            await self._close_connection((transport, protocol))
+        if not self._is_closing:
+            if lost:
+                _LOGGER.warning("Connection to the meter lost")
+            self._update_connection_lost_circuit_breaker()
+
+    async def _abandon_attempt(self, attempt: asyncio.Future[MeterTransportProtocol]) -> None:
+        """Cancel a connection attempt and close the connection it may have made all the same."""
+        if not attempt.done():
+            attempt.cancel()
+            await asyncio.wait({attempt}, timeout=self.close_timeout)
+        if not attempt.done():
+            _LOGGER.warning("A connection attempt ignored cancellation for %.3g s", self.close_timeout)
+        elif not attempt.cancelled() and attempt.exception() is None:
+            await self._close_connection(attempt.result())
+
+    async def _close_connection(self, connection: MeterTransportProtocol) -> None:
+        """Close the transport, wait (bounded) for connection_lost, and abort if it never comes."""
+        transport, protocol = connection
+        done = asyncio.ensure_future(protocol.done)
+        try:
+            transport.close()
+            await asyncio.wait({done}, timeout=self.close_timeout)
+            if done.done():
+                return
+            _LOGGER.warning("The transport did not close within %.3g s: aborting it", self.close_timeout)
+            abort: Any = getattr(transport, "abort", None)
+            if callable(abort):
+                abort()
+                await asyncio.wait({done}, timeout=self.close_timeout)
+        finally:
+            if done is not protocol.done and not done.done():
+                done.cancel()

@@ -1,0 +1,46 @@
+"""Open a meter connection on a serial port (an M-Bus USB dongle, /dev/ttyUSB0) with pyserial-asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Optional
+
+import serial_asyncio  # type: ignore[import-untyped]
+
+from amshan.hdlc import HdlcFrame
+from amshan.meter_connection import (
+    MeterTransportProtocol,
+    SmartMeterBaseProtocol,
+    SmartMeterFrameContentProtocol,
+    SmartMeterFrameProtocol,
+)
+
+
+async def _create_serial_connection(
+    loop: Optional[asyncio.AbstractEventLoop],
+    protocol: SmartMeterBaseProtocol,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> MeterTransportProtocol:
+    transport, _ = await serial_asyncio.create_serial_connection(
+        loop if loop is not None else asyncio.get_running_loop(), lambda: protocol, *args, **kwargs
+    )
+    return transport, protocol
+
+
+async def create_serial_frame_connection(
+    queue: asyncio.Queue[HdlcFrame], loop: Optional[asyncio.AbstractEventLoop], *args: Any, **kwargs: Any
+) -> MeterTransportProtocol:
+    """Open a serial port that puts every frame on queue; args and kwargs go to serial.serial_for_url.
+
+    For example `url="/dev/ttyUSB0", baudrate=2400, parity=serial.PARITY_EVEN` (Aidon, Kaifa) or
+    `parity=serial.PARITY_NONE` (Kamstrup). loop None means the running loop.
+    """
+    return await _create_serial_connection(loop, SmartMeterFrameProtocol(queue), args, kwargs)
+
+
+async def create_serial_frame_content_connection(
+    queue: asyncio.Queue[bytes], loop: Optional[asyncio.AbstractEventLoop], *args: Any, **kwargs: Any
+) -> MeterTransportProtocol:
+    """Open a serial port that puts each valid message's content on queue; arguments as for frames."""
+    return await _create_serial_connection(loop, SmartMeterFrameContentProtocol(queue), args, kwargs)
