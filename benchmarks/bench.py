@@ -1,0 +1,470 @@
+"""amshan benchmark: this checkout against amshan 2021.12.1 and the Python floor, on real meter frames.
+
+    .venv/bin/python benchmarks/bench.py          # the issue's sizes: 10 MB streams, 200 MB random, ...
+    .venv/bin/python benchmarks/bench.py --quick  # smaller sizes, about a minute
+
+Inputs are real frames from ../shared/corpus (Aidon NO list 3, Kaifa NO list 3, Kamstrup NO list 2, the
+Swedish Aidon 27-item list).  Each frame is varied into several messages of the same shape with other values
+(numbers re-drawn, HCS and FCS recomputed with amshan.fastframecheck.crc16_x25), so no implementation can
+win by remembering whole messages.  The frames are repeated into a stream and fed in 1 KiB chunks.
+
+Every implementation runs in its own subprocess (_runner.py): ours with this interpreter, amshan 2021.12.1
+with benchmarks/.old-venv (made on first use: python -m venv + pip install amshan==2021.12.1), the floor
+(_floor.py) with this interpreter.  Figures are medians of several runs; the ratios are the figures that
+count on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CORPUS = ROOT.parent / "shared" / "corpus" / "frames.jsonl"
+OLD_VENV = HERE / ".old-venv"
+OLD_SPEC = "amshan==2021.12.1"  # yanked on PyPI; an exact pin still installs it
+RUNNER = HERE / "_runner.py"
+
+sys.path.insert(0, str(ROOT))
+
+#: (label, corpus id): real, valid, unencrypted single-frame HDLC captures
+METERS: List[Tuple[str, str]] = [
+    ("Aidon NO list 3", "no-aidon-list3-gh1119-1"),
+    ("Kaifa NO list 3", "no-kaifa-list3-hass-hourly"),
+    ("Kamstrup NO list 2", "no-kamstrup-list2-em001-1"),
+    ("Aidon SE 27 items", "se-aidon-se-list-gh143-2"),
+]
+MAIN_METER = "Aidon NO list 3"
+
+FULL = {
+    "stream_bytes": 10_000_000,
+    "old_stream_bytes": 1_000_000,
+    "runs": 5,
+    "old_runs": 3,
+    "decode_messages": 20_000,
+    "old_decode_messages": 1_000,
+    "random_bytes": 200_000_000,
+    "big_bytes": 100_000_000,
+    "big_runs": 3,
+}
+QUICK = {
+    "stream_bytes": 2_000_000,
+    "old_stream_bytes": 250_000,
+    "runs": 3,
+    "old_runs": 3,
+    "decode_messages": 5_000,
+    "old_decode_messages": 300,
+    "random_bytes": 40_000_000,
+    "big_bytes": 20_000_000,
+    "big_runs": 3,
+}
+CHUNK = 1024
+VARIANTS = 16
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def _crc() -> Any:
+    from amshan.fastframecheck import crc16_x25
+
+    return crc16_x25
+
+
+def _info_position(frame_data: bytes) -> int:
+    """Return where the information field starts in frame data (between the flags)."""
+    pos = 2
+    while not frame_data[pos] & 1:  # destination address: the last byte has bit 0 set
+        pos += 1
+    pos += 1
+    while not frame_data[pos] & 1:  # source address, the same way
+        pos += 1
+    return pos + 4  # control, HCS
+
+
+def _int_leaves(content: bytes) -> List[Tuple[int, int]]:
+    """Return (tag, offset) of the integer items of a data-notification's body (after its date-time)."""
+    tag = content[8]
+    pos = 9 if tag == 0 else (10 + content[9] if tag == 0x09 else 9 + tag)
+    sizes = {0x06: 4, 0x05: 4, 0x12: 2, 0x10: 2, 0x0F: 1, 0x11: 1, 0x16: 1, 0x14: 8, 0x15: 8}
+    leaves = []
+    while pos < len(content):
+        tag = content[pos]
+        if tag in (0x01, 0x02):
+            pos += 2
+        elif tag in (0x09, 0x0A):
+            pos += 2 + content[pos + 1]
+        elif tag in sizes:
+            leaves.append((tag, pos + 1))
+            pos += 1 + sizes[tag]
+        else:
+            pos += 1
+    return leaves
+
+
+def _new_value(tag: int, old: bytes, rnd: random.Random) -> bytes:
+    """Draw a plausible new value of the same A-XDR type (same length)."""
+    if tag == 0x06:  # power, energy, Kaifa current/voltage
+        return rnd.randrange(0, max(2 * int.from_bytes(old, "big"), 20_000) + 1).to_bytes(4, "big")
+    if tag == 0x10:  # current, 0.1 A
+        return rnd.randrange(-50, 700).to_bytes(2, "big", signed=True)
+    if tag == 0x12:  # voltage, 0.1 V or 1 V
+        base = int.from_bytes(old, "big")
+        return max(0, base + rnd.randrange(-100, 100)).to_bytes(2, "big")
+    return old  # scalers, units: the shape
+
+
+def make_variants(frame: bytes, count: int, seed: int) -> List[bytes]:
+    """Return the frame and count-1 variants with other values, HCS/FCS recomputed, no 0x7E/0x7D inside."""
+    crc = _crc()
+    data = frame[1:-1]
+    info_at = _info_position(data)
+    content = data[info_at:-2]
+    leaves = [(tag, off) for tag, off in _int_leaves(content) if tag in (0x06, 0x10, 0x12)]
+    rnd = random.Random(seed)
+    out = [frame]
+    while len(out) < count:
+        body = bytearray(content)
+        for tag, off in leaves:
+            size = 4 if tag == 0x06 else 2
+            body[off : off + size] = _new_value(tag, bytes(body[off : off + size]), rnd)
+        header = data[: info_at - 2]
+        head = header + crc(header).to_bytes(2, "little")
+        inner = head + bytes(body)
+        inner += crc(inner).to_bytes(2, "little")
+        if 0x7E in inner or 0x7D in inner:  # keep the old reader's (flag-delimited) job comparable
+            continue
+        out.append(b"\x7e" + inner + b"\x7e")
+    for f in out:
+        if crc(f[1:-1]) != 0x0F47 or len(f) - 2 != ((f[1] & 0x07) << 8 | f[2]):
+            raise AssertionError("variant frame does not check out")
+    return out
+
+
+def load_meters() -> List[Dict[str, Any]]:
+    """Return, per meter, the frame variants and their information fields (hex, for the runners)."""
+    if not CORPUS.is_file():
+        raise SystemExit(f"corpus missing: {CORPUS} (../shared/corpus must sit beside the project)")
+    vectors = {}
+    for line in CORPUS.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            vec = json.loads(line)
+            vectors[vec["id"]] = vec
+    meters = []
+    for index, (label, vid) in enumerate(METERS):
+        vec = vectors[vid]
+        if not (vec["layer"] == "hdlc" and vec["valid"] is True and not vec["encrypted"]):
+            raise SystemExit(f"{vid} is not a valid unencrypted HDLC vector")
+        frames = make_variants(bytes.fromhex(vec["hex"]), VARIANTS, seed=index)
+        contents = [f[1:-1][_info_position(f[1:-1]) : -2] for f in frames]
+        meters.append(
+            {
+                "name": label,
+                "id": vid,
+                "frame_bytes": len(frames[0]),
+                "frames": [f.hex() for f in frames],
+                "contents": [c.hex() for c in contents],
+            }
+        )
+    return meters
+
+
+# ---------------------------------------------------------------------------------------------- runners
+
+
+def old_python() -> Path:
+    """Return the old venv's python, creating the venv with amshan 2021.12.1 on first use."""
+    bindir = "Scripts" if os.name == "nt" else "bin"
+    python = OLD_VENV / bindir / ("python.exe" if os.name == "nt" else "python")
+    stamp = OLD_VENV / ".installed"
+    if stamp.is_file() and python.exists():
+        return python
+    print(f"creating {OLD_VENV} with {OLD_SPEC} (once) ...", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(OLD_VENV)], check=True)
+    pip = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", OLD_SPEC],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if pip.returncode != 0:
+        raise SystemExit(f"pip install {OLD_SPEC} failed:\n{pip.stdout}{pip.stderr}")
+    subprocess.run(
+        [str(python), "-c", "import amshan.hdlc, amshan.autodecoder, amshan.meter_connection"],
+        check=True,
+        cwd=str(HERE),
+    )
+    stamp.write_text(OLD_SPEC + "\n", encoding="utf-8")
+    return python
+
+
+def run_task(impl: str, job: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one task in a fresh subprocess of the implementation's interpreter; return its JSON result."""
+    python = str(old_python()) if impl == "old" else sys.executable
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [python, str(RUNNER), impl],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        cwd=str(HERE),
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        print(f"!! {impl} {job['task']} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
+        return {"impl": impl, "error": tail}
+    result: Dict[str, Any] = json.loads(proc.stdout)
+    result["wall_seconds"] = time.perf_counter() - started
+    for missing in result.get("missing", []):
+        print(f"-- {impl}: not measured yet: {missing}", file=sys.stderr)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _get(res: Dict[str, Any], *keys: str) -> Optional[Any]:
+    cur: Any = res
+    for key in keys:
+        if not isinstance(cur, dict) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _num(value: Optional[float], digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(a: Optional[float], b: Optional[float]) -> str:
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:,.2f}x" if a / b < 100 else f"{a / b:,.0f}x"
+
+
+def _flag(entry: Optional[Dict[str, Any]]) -> str:
+    if entry is None:
+        return ""
+    if "error" in entry:
+        return " fails"
+    return "" if entry.get("ok") else " !"
+
+
+def print_table(
+    title: str, rows: List[Tuple[str, List[Optional[float]], List[str]]], unit_digits: int = 0
+) -> None:
+    print(f"\n{title}")
+    header = f"{'meter':<20}{'ours':>12}{'old':>12}{'floor':>12}{'ours/old':>11}{'ours/floor':>12}"
+    print(header)
+    print("-" * len(header))
+    for label, (ours, old, floor), flags in rows:
+        cells = [
+            "raises" if flag == " fails" else _num(value, unit_digits) + flag
+            for value, flag in zip((ours, old, floor), flags)
+        ]
+        print(
+            f"{label:<20}{cells[0]:>12}{cells[1]:>12}{cells[2]:>12}"
+            f"{_ratio(ours, old):>11}{_ratio(ours, floor):>12}"
+        )
+
+
+def report(results: Dict[str, Any], cfg: Dict[str, Any], meters: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Print the tables and the targets; return the target verdicts."""
+    speed = {impl: results[impl].get("speed", {}).get("result", {}) for impl in ("ours", "old", "floor")}
+
+    def rows(part: str, key: str) -> List[Tuple[str, List[Optional[float]], List[str]]]:
+        out = []
+        for meter in meters:
+            name = meter["name"]
+            entries = [_get(speed[impl], name, part) for impl in ("ours", "old", "floor")]
+            values = [e.get(key) if e else None for e in entries]
+            out.append((name, values, [_flag(e) for e in entries]))
+        return out
+
+    print_table(
+        "(a) reader, MB/s  (1 KiB chunks; every returned frame's validity checked)",
+        rows("reader", "mb_per_s"),
+        2,
+    )
+    print_table("(a) reader, frames/s", rows("reader", "frames_per_s"))
+    print_table("(b) AutoDecoder, messages/s  (floor: positional A-XDR walk)", rows("decoder", "msgs_per_s"))
+    print_table(
+        "(c) pipeline bytes -> dicts, messages/s  (content protocol + AutoDecoder; floor: reader + walk)",
+        rows("pipeline", "msgs_per_s"),
+    )
+    print_table("(c) pipeline, MB/s", rows("pipeline", "mb_per_s"), 2)
+
+    mem = {impl: results[impl].get("pipeline_memory", {}).get("result") for impl in ("ours", "old", "floor")}
+    rnd = {impl: results[impl].get("random_memory", {}).get("result") for impl in ("ours", "floor")}
+    big = {impl: results[impl].get("big_read", {}).get("result") for impl in ("ours", "floor")}
+
+    def mib(value: Optional[int]) -> str:
+        return "n/a" if value is None else f"{value / 2**20:.1f} MiB"
+
+    print("\n(d) memory: peak RSS growth")
+    print(f"{'':<44}{'ours':>12}{'old':>12}{'floor':>12}")
+    print(
+        f"{'pipeline over the ' + MAIN_METER + ' stream':<44}"
+        + "".join(f"{mib(_get(mem[i] or {}, 'growth')):>12}" for i in ("ours", "old", "floor"))
+    )
+    random_label = f"{cfg['random_bytes'] // 1_000_000} MB random bytes, reader + content protocol"
+    print(
+        f"{random_label:<44}"
+        f"{mib(_get(rnd['ours'] or {}, 'growth')):>12}{'-':>12}{mib(_get(rnd['floor'] or {}, 'growth')):>12}"
+    )
+    big_label = f"one read() of {cfg['big_bytes'] // 1_000_000} MB / 1 KiB reads, per byte"
+    print(
+        f"{big_label:<44}"
+        f"{_num(_get(big['ours'] or {}, 'ratio'), 2) + 'x':>12}{'-':>12}"
+        f"{_num(_get(big['floor'] or {}, 'ratio'), 2) + 'x':>12}"
+    )
+
+    # targets
+    def val(impl: str, part: str, key: str) -> Optional[float]:
+        return _get(speed[impl], MAIN_METER, part, key)
+
+    verdicts: Dict[str, Any] = {}
+
+    def target(
+        name: str, value: Optional[float], goal: float, below: bool = False, fmt: str = "{:.2f}"
+    ) -> None:
+        if value is None:
+            verdict = "NOT MEASURED"
+        else:
+            verdict = "met" if (value < goal if below else value >= goal) else "NOT MET"
+        shown = "n/a" if value is None else fmt.format(value)
+        verdicts[name] = {"value": value, "goal": goal, "verdict": verdict}
+        print(f"  {name:<58}{shown:>12}  ({'<' if below else '>='} {fmt.format(goal)})  {verdict}")
+
+    def div(a: Optional[float], b: Optional[float]) -> Optional[float]:
+        return None if a is None or b is None or b == 0 else a / b
+
+    print("\nTargets (issue 6)")
+    target(
+        f"pipeline ours/old, {MAIN_METER}",
+        div(val("ours", "pipeline", "msgs_per_s"), val("old", "pipeline", "msgs_per_s")),
+        50,
+        fmt="{:.1f}x",
+    )
+    target(
+        f"pipeline ours/floor, {MAIN_METER}",
+        div(val("ours", "pipeline", "msgs_per_s"), val("floor", "pipeline", "msgs_per_s")),
+        0.7,
+        fmt="{:.2f}x",
+    )
+    target(
+        f"reader ours/old MB/s, {MAIN_METER}",
+        div(val("ours", "reader", "mb_per_s"), val("old", "reader", "mb_per_s")),
+        100,
+        fmt="{:.0f}x",
+    )
+    growth = _get(rnd["ours"] or {}, "growth")
+    target(
+        f"peak RSS growth, {cfg['random_bytes'] // 1_000_000} MB random (MiB)",
+        None if growth is None else growth / 2**20,
+        20,
+        below=True,
+        fmt="{:.1f}",
+    )
+    target(
+        f"one {cfg['big_bytes'] // 1_000_000} MB read() per byte / 1 KiB reads",
+        _get(big["ours"] or {}, "ratio"),
+        1.5,
+        below=True,
+        fmt="{:.2f}x",
+    )
+    target(
+        f"stretch: pipeline ours/floor, {MAIN_METER}",
+        div(val("ours", "pipeline", "msgs_per_s"), val("floor", "pipeline", "msgs_per_s")),
+        1.0,
+        fmt="{:.2f}x",
+    )
+    bad = [
+        f"{impl} {meter['name']} {part}"
+        for impl in ("ours", "old", "floor")
+        for meter in meters
+        for part in ("reader", "decoder", "pipeline")
+        if (e := _get(speed[impl], meter["name"], part)) is not None and not e.get("ok")
+    ]
+    if bad:
+        print("\n! wrong counts (a frame not found / a message not decoded): " + "; ".join(bad))
+    return verdicts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
+    parser.add_argument("--only", choices=["ours", "old", "floor"], action="append", help="run only these")
+    parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    args = parser.parse_args()
+    cfg = dict(QUICK if args.quick else FULL)
+    meters = load_meters()
+    impls = args.only or ["ours", "old", "floor"]
+
+    started = time.perf_counter()
+    print(
+        f"amshan benchmark ({'quick' if args.quick else 'full'}): Python {platform.python_version()} "
+        f"on {platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"streams: ours/floor >= {cfg['stream_bytes'] / 1e6:g} MB per meter (median of {cfg['runs']}), "
+        f"old >= {cfg['old_stream_bytes'] / 1e6:g} MB (median of {cfg['old_runs']}); {CHUNK}-byte chunks; "
+        f"{VARIANTS} value variants per meter"
+    )
+    print("frames: " + ", ".join(f"{m['name']} = {m['id']} ({m['frame_bytes']} B)" for m in meters))
+
+    results: Dict[str, Dict[str, Any]] = {impl: {} for impl in ("ours", "old", "floor")}
+    for impl in impls:
+        old = impl == "old"
+        base = {
+            "meters": meters,
+            "chunk": CHUNK,
+            "runs": cfg["old_runs"] if old else cfg["runs"],
+            "stream_bytes": cfg["old_stream_bytes"] if old else cfg["stream_bytes"],
+            "decode_messages": cfg["old_decode_messages"] if old else cfg["decode_messages"],
+        }
+        print(f"... {impl}: speed", file=sys.stderr, flush=True)
+        results[impl]["speed"] = run_task(impl, {**base, "task": "speed"})
+        print(f"... {impl}: memory", file=sys.stderr, flush=True)
+        main_meter = [m for m in meters if m["name"] == MAIN_METER]
+        results[impl]["pipeline_memory"] = run_task(
+            impl, {**base, "meters": main_meter, "task": "pipeline_memory"}
+        )
+        if not old:  # the old reader is too slow for 200 MB, and quadratic in one big read()
+            results[impl]["random_memory"] = run_task(
+                impl, {**base, "task": "random_memory", "random_bytes": cfg["random_bytes"]}
+            )
+            results[impl]["big_read"] = run_task(
+                impl,
+                {
+                    **base,
+                    "meters": main_meter,
+                    "task": "big_read",
+                    "big_bytes": cfg["big_bytes"],
+                    "runs": cfg["big_runs"],
+                },
+            )
+    verdicts = report(results, cfg, meters)
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"config": cfg, "results": results, "targets": verdicts}, indent=1), encoding="utf-8"
+        )
+
+
+if __name__ == "__main__":
+    main()
