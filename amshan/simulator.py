@@ -132,6 +132,8 @@ class MeterSimulator:
                 await writer.drain()
         except (ConnectionError, OSError) as error:
             _LOGGER.info("Simulated meter: client %s left (%s)", peer, error)
+        except asyncio.CancelledError:  # close(): end this replay quietly (asyncio's stream callback
+            pass  # reports a handler task that ends cancelled as an error)
         finally:
             self._clients.discard(task)
             writer.close()

@@ -1,0 +1,333 @@
+"""The `amshan` console script run as a subprocess: files, stdin, hex, each format, TCP, serial, demo."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _hdlc_builder import build_frame
+from _support import corpus_frames, load_corpus
+
+import amshan
+
+AMSHAN = Path(sys.executable).with_name("amshan")
+TIMEOUT = 60
+DATA = Path(amshan.__file__).parent / "data"
+
+# The corpus took these from a source that printed float32 kWh: the Aidon frame carries 0x00A729D9 with
+# scaler +1 Wh (109552250 Wh), the corpus says 109552248. Every other stated value is compared.
+ROUNDED_IN_CORPUS = {"active_power_import_hour"}
+
+
+def decodable_vectors() -> list[dict[str, Any]]:
+    """Norwegian Aidon, Kaifa and Kamstrup frames whose stated values were independently checked."""
+    return [
+        vector
+        for vector in corpus_frames(layer="hdlc", valid=True, country="NO", values_checked=True)
+        if vector["meter"] in ("aidon", "kaifa", "kamstrup") and vector["values"]
+    ]
+
+
+def expected_values(vector: dict[str, Any]) -> dict[str, Any]:
+    values = dict(vector["values"])
+    if vector["id"].startswith("no-aidon-list3-gh1119-"):
+        for key in ROUNDED_IN_CORPUS:
+            values.pop(key, None)
+    return values
+
+
+def assert_values(decoded: dict[str, Any], vector: dict[str, Any]) -> None:
+    for key, want in expected_values(vector).items():
+        found = decoded.get(key)
+        if key == "meter_datetime":
+            assert datetime.fromisoformat(found) == datetime.fromisoformat(want), (vector["id"], key)
+        elif isinstance(want, float):
+            assert isinstance(found, (int, float)) and math.isclose(found, want, abs_tol=1e-9), (
+                vector["id"],
+                key,
+                found,
+                want,
+            )
+        else:
+            assert found == want, (vector["id"], key, found, want)
+
+
+def run_amshan(
+    *args: str, stdin: bytes | None = None, timeout: float = TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    assert AMSHAN.exists(), f"the console script {AMSHAN} is not installed: pip install -e '.[test]'"
+    result = subprocess.run(
+        [str(AMSHAN), *args],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode("utf-8"), result.stderr.decode("utf-8")
+    )
+
+
+@pytest.fixture
+def capture(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """A capture file: the checked frames, with noise, idle flags and a corrupted frame between them."""
+    vectors = decodable_vectors()
+    assert len(vectors) >= 20
+    parts = []
+    for index, vector in enumerate(vectors):
+        frame = bytes.fromhex(vector["hex"])
+        if index % 3 == 0:
+            parts.append(b"\x00\x13garbage\x7e\x7e")
+        if index % 5 == 0:
+            broken = bytearray(frame)
+            broken[len(broken) // 2] ^= 0x40
+            parts.append(bytes(broken))
+        parts.append(frame)
+    path = tmp_path / "capture.bin"
+    path.write_bytes(b"".join(parts))
+    return path, vectors
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_console_script_and_module_report_the_version() -> None:
+    assert run_amshan("--version").stdout.strip() == f"amshan {amshan.__version__}"
+    module = subprocess.run(
+        [sys.executable, "-m", "amshan", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    assert module.stdout.strip() == f"amshan {amshan.__version__}"
+
+
+def test_read_file_prints_one_json_object_per_message(capture: tuple[Path, list[dict[str, Any]]]) -> None:
+    path, vectors = capture
+    result = run_amshan("read", str(path))
+    assert result.returncode == 0, result.stderr
+    messages = json_lines(result.stdout)
+    assert len(messages) == len(vectors)
+    for message, vector in zip(messages, vectors):
+        assert_values(message, vector)
+    assert "frame" in result.stderr and "skipped" in result.stderr  # the corrupted frames, reported
+
+
+def test_read_stdin_gives_the_same_messages(capture: tuple[Path, list[dict[str, Any]]]) -> None:
+    path, vectors = capture
+    from_file = run_amshan("read", str(path))
+    from_stdin = run_amshan("read", "-", stdin=path.read_bytes())
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert from_stdin.stdout == from_file.stdout
+    assert len(json_lines(from_stdin.stdout)) == len(vectors)
+
+
+def test_json_datetimes_are_iso_8601() -> None:
+    # Kaifa list 2 (gh180-2) carries 2022-01-02 14:37:20 with deviation 0x8000 (not specified): naive.
+    [vector] = [v for v in load_corpus() if v["id"] == "no-kaifa-list2-gh180-2"]
+    result = run_amshan("read", "-", stdin=bytes.fromhex(vector["hex"]))
+    [message] = json_lines(result.stdout)
+    assert message["meter_datetime"] == "2022-01-02T14:37:20"
+
+
+def test_hex_input_with_spaces_comments_and_bad_lines() -> None:
+    vectors = decodable_vectors()[:6]
+    lines = ["# frames as a reader publishes them"]
+    for index, vector in enumerate(vectors):
+        text = vector["hex"]
+        if index == 1:
+            text = " ".join(text[i : i + 2] for i in range(0, len(text), 2))  # spaced bytes
+        if index == 2:
+            text = text[2:-2]  # without the flags
+        lines.append(text)
+        if index == 3:
+            lines.extend(["", "this is not hex"])
+    result = run_amshan("read", "-", "--hex", stdin=("\n".join(lines) + "\n").encode())
+    assert result.returncode == 0, result.stderr
+    messages = json_lines(result.stdout)
+    assert len(messages) == len(vectors)
+    for message, vector in zip(messages, vectors):
+        assert_values(message, vector)
+    assert "not hex" in result.stderr
+
+
+UNITS = {"active_power": "W", "reactive_power": "var", "current": "A", "voltage": "V"}
+
+
+def test_obis_format_lists_every_item_with_code_value_and_unit() -> None:
+    [vector] = [v for v in load_corpus() if v["id"] == "no-kamstrup-list1-em001-2"]
+    result = run_amshan("read", "-", "--format", "obis", stdin=bytes.fromhex(vector["hex"]))
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[1]: line.split() for line in result.stdout.splitlines() if line[:1].isdigit()}
+    for key, want in vector["values"].items():
+        fields = lines[key]
+        # The OBIS code is the one the frame carries before the value (09 06 + six bytes, Kamstrup).
+        assert fields[0].count(".") == 5 and bytes(map(int, fields[0].split("."))).hex() in vector["hex"]
+        if isinstance(want, str):
+            assert fields[2] == want
+        else:
+            assert math.isclose(float(fields[2]), want)
+            prefix = next(p for p in UNITS if key.startswith(p))
+            assert fields[3] == UNITS[prefix]
+    assert result.stdout.startswith("# message 1 (Kamstrup)")
+
+
+def test_frames_format_shows_addresses_control_and_checks() -> None:
+    [vector] = [v for v in load_corpus() if v["id"] == "no-aidon-list1-hass-mini"]
+    frame = bytes.fromhex(vector["hex"])
+    broken = bytearray(frame)
+    broken[-4] ^= 0x01  # inside the information field: the FCS no longer matches
+    result = run_amshan("read", "-", "--format", "frames", stdin=frame + bytes(broken))
+    assert result.returncode == 0, result.stderr
+    first, first_hex, second, second_hex = result.stdout.splitlines()
+    # Aidon (NO): destination 41, source 08 83, control 13 (spec: HDLC addresses of the Norwegian lists).
+    assert re.search(r"valid frame, 44 bytes .*dst 41 +src 0883 +control 13 .*HCS ok +FCS ok", first), first
+    assert "segmented no" in first
+    assert first_hex.strip() == vector["hex"]
+    assert "INVALID" in second and "HCS ok" in second and "FCS BAD" in second
+    assert second_hex.strip() == bytes(broken).hex()
+
+
+def test_undecodable_messages_are_reported_rate_limited_and_never_stop_the_run() -> None:
+    garbage = build_frame(b"\xe6\xe7\x00\x0f\x40\x00\x00\x00\x00\xff\xff")
+    [vector] = [v for v in load_corpus() if v["id"] == "no-kamstrup-list1-em001-2"]
+    result = run_amshan("read", "-", stdin=garbage * 50 + bytes.fromhex(vector["hex"]))
+    assert result.returncode == 0, result.stderr
+    [message] = json_lines(result.stdout)
+    assert_values(message, vector)
+    complaints = [line for line in result.stderr.splitlines() if "did not decode" in line]
+    assert 1 <= len(complaints) <= 11
+    assert "51 messages, 1 decoded" in result.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run_amshan("read", "/no/such/capture.bin").returncode == 2
+    assert run_amshan("read", "tcp://127.0.0.1:1", "--hex").returncode == 2
+    assert run_amshan("read", "-", "--database", "x", stdin=b"").returncode == 2
+    assert run_amshan("read", "tcp://nowhere").returncode == 2
+
+
+# --- live sources -------------------------------------------------------------------------------------------
+
+
+def bundled_vectors() -> list[dict[str, Any]]:
+    """The corpus vectors behind the bundled frames, in the order `amshan simulate --meter all` sends them."""
+    by_id = {vector["id"]: vector for vector in load_corpus()}
+    per_meter = []
+    for meter in ("aidon", "kaifa", "kamstrup"):
+        lines = (DATA / f"{meter}.txt").read_text(encoding="ascii").splitlines()
+        per_meter.append([by_id[lines[i - 1][2:]] for i, line in enumerate(lines) if line and line[0] != "#"])
+    longest = max(map(len, per_meter))
+    return [vectors[i] for i in range(longest) for vectors in per_meter if i < len(vectors)]
+
+
+@pytest.fixture
+def simulator() -> Iterator[int]:
+    """`amshan simulate` as a subprocess on a free port; yields the port, stopped by its PID."""
+    process = subprocess.Popen(
+        [str(AMSHAN), "simulate", "--interval", "0.02"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        match = re.search(r"listening on tcp://127\.0\.0\.1:(\d+)", first)
+        assert match, first + (process.stderr.read() if process.poll() is not None and process.stderr else "")
+        yield int(match[1])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=5)
+
+
+def test_read_tcp_from_the_simulator(simulator: int) -> None:
+    vectors = bundled_vectors()
+    count = len(vectors) + 4  # past the end of the replay: it loops
+    result = run_amshan("read", f"tcp://127.0.0.1:{simulator}", "--count", str(count))
+    assert result.returncode == 0, result.stderr
+    messages = json_lines(result.stdout)
+    assert len(messages) == count
+    for message, vector in zip(messages, vectors + vectors):
+        assert_values(message, vector)
+        assert message["meter_manufacturer"] == vector["meter"].capitalize()
+
+
+def test_read_tcp_frames_format(simulator: int) -> None:
+    result = run_amshan("read", f"tcp://127.0.0.1:{simulator}", "--format", "frames", "--count", "3")
+    assert result.returncode == 0, result.stderr
+    hex_lines = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert hex_lines == [vector["hex"] for vector in bundled_vectors()[:3]]
+
+
+def test_read_serial_device_through_a_pty() -> None:
+    master, slave = pty.openpty()
+    try:
+        device = os.ttyname(slave)
+        [vector] = [v for v in load_corpus() if v["id"] == "no-kamstrup-list1-em001-2"]
+        process = subprocess.Popen(
+            [str(AMSHAN), "read", device, "--parity", "N", "--count", "3"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while process.poll() is None and time.monotonic() < deadline:
+                # pyserial discards what was waiting when it opens the port: keep sending until 3 arrived.
+                os.write(master, bytes.fromhex(vector["hex"]))
+                time.sleep(0.05)
+            stdout, stderr = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=5)
+        assert process.returncode == 0, stderr
+        messages = json_lines(stdout)
+        assert len(messages) == 3
+        for message in messages:
+            assert_values(message, vector)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_demo_prints_real_decoded_messages_and_exits_0() -> None:
+    started = time.monotonic()
+    result = run_amshan("demo", "--duration", "3", "--interval", "0.1", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 20
+    messages = json_lines(result.stdout)
+    assert len(messages) >= 9
+    vectors = bundled_vectors()
+    for message, vector in zip(messages, vectors):
+        assert_values(message, vector)
+    assert {message["meter_manufacturer"] for message in messages} == {"Aidon", "Kaifa", "Kamstrup"}
+    assert "simulated meter on tcp://127.0.0.1:" in result.stderr
+    assert f"{len(messages)} messages decoded" in result.stderr
+
+
+def test_demo_default_obis_output() -> None:
+    result = run_amshan("demo", "--duration", "2", "--interval", "0.1")
+    assert result.returncode == 0, result.stderr
+    assert "# message 1 (Aidon)" in result.stdout
+    assert re.search(r"^1\.1\.1\.7\.0\.255 +active_power_import +\d+ W$", result.stdout, re.MULTILINE)
