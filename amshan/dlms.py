@@ -1,0 +1,161 @@
+"""LLC header and DLMS APDUs of push messages: the data-notification, and a dispatch for the others."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import IntEnum
+from typing import Callable, NamedTuple
+
+from amshan._errors import DecodeError
+from amshan.axdr import AxdrValue, CosemDateTime, decode_date_time, read_data, read_date_time
+
+__all__ = [
+    "LLC_HEADER",
+    "ApduTag",
+    "DataNotification",
+    "LongInvokeIdAndPriority",
+    "NotificationHeader",
+    "apdu_offset",
+    "decode_data_notification",
+    "read_notification_header",
+]
+
+LLC_HEADER = b"\xe6\xe7\x00"
+"""LLC header of a server's push frame: destination LSAP 0xE6, source LSAP 0xE7, quality 0x00."""
+
+
+class ApduTag(IntEnum):
+    """The first byte of the DLMS APDUs a meter may push."""
+
+    DATA_NOTIFICATION = 0x0F
+    EVENT_NOTIFICATION = 0xC2
+    GENERAL_GLO_CIPHERING = 0xDB
+    GENERAL_DED_CIPHERING = 0xDC
+    GENERAL_CIPHERING = 0xDD
+    GENERAL_BLOCK_TRANSFER = 0xE0
+
+
+class LongInvokeIdAndPriority(NamedTuple):
+    """The Unsigned32 in front of a data-notification: id in bits 0-23, flags in bits 28-31."""
+
+    invoke_id: int
+    self_descriptive: bool
+    break_on_error: bool
+    confirmed: bool
+    high_priority: bool
+
+    @classmethod
+    def from_int(cls, value: int) -> LongInvokeIdAndPriority:
+        """Split the raw Unsigned32 into its fields."""
+        return cls(
+            value & 0xFFFFFF,
+            bool(value & 0x10000000),
+            bool(value & 0x20000000),
+            bool(value & 0x40000000),
+            bool(value & 0x80000000),
+        )
+
+
+class NotificationHeader(NamedTuple):
+    """What precedes a data-notification's body: the raw invoke-id word, the date-time, the body offset."""
+
+    long_invoke_id_and_priority: int
+    date_time: datetime | None  # None when absent ("00") or not an instant
+    date_time_offset: int  # offset of the 12 date-time bytes, -1 when absent
+    body_offset: int
+
+
+class DataNotification(NamedTuple):
+    """A whole data-notification, its body as Python values (arrays and structures are lists)."""
+
+    long_invoke_id_and_priority: LongInvokeIdAndPriority
+    date_time: CosemDateTime | None
+    body: AxdrValue
+
+
+def apdu_offset(frame_content: bytes) -> int:
+    """Return where the APDU starts: after an LLC header (E6 E7 00 / E6 E6 00) when there is one, else 0."""
+    if frame_content[:1] != b"\xe6":
+        return 0
+    if frame_content[1:2] not in (b"\xe7", b"\xe6") or frame_content[2:3] != b"\x00":
+        raise DecodeError(f"expected LLC header e6 e7 00, found {frame_content[:3].hex(' ')}", 0)
+    return 3
+
+
+def _read_data_notification_header(data: bytes, pos: int) -> NotificationHeader:
+    """Parse a data-notification (tag at pos) up to its body: invoke id, date-time in any form seen."""
+    if pos + 6 > len(data):
+        raise DecodeError(
+            f"expected a data-notification header of at least 6 bytes, found {len(data) - pos}", pos
+        )
+    invoke = int.from_bytes(data[pos + 1 : pos + 5], "big")
+    pos += 5
+    form = data[pos]
+    if form == 0x00:  # zero-length octet-string: no date-time (Aidon, Kaifa SE)
+        return NotificationHeader(invoke, None, -1, pos + 1)
+    if form in (0x0C, 0x19):  # octet-string length 12 without the Data tag (Kamstrup), or date-time tag
+        dt_pos = pos + 1
+    elif form == 0x09 and data[pos + 1 : pos + 2] == b"\x0c":  # octet-string with the Data tag (Kaifa)
+        dt_pos = pos + 2
+    else:
+        raise DecodeError(
+            f"expected a date-time field (00, 0c + 12 bytes, 09 0c + 12 bytes or 19 + 12 bytes), "
+            f"found {data[pos : pos + 2].hex(' ')}",
+            pos,
+        )
+    return NotificationHeader(invoke, decode_date_time(data, dt_pos), dt_pos, dt_pos + 12)
+
+
+def _unsupported(description: str) -> Callable[[bytes, int], NotificationHeader]:
+    """Make the handler of an APDU this library recognises but does not decode (yet)."""
+
+    def handler(data: bytes, pos: int) -> NotificationHeader:
+        raise DecodeError(f"expected a data-notification APDU (0x0f), found {description}", pos)
+
+    return handler
+
+
+_APDU_HANDLERS: dict[int, Callable[[bytes, int], NotificationHeader]] = {
+    ApduTag.DATA_NOTIFICATION: _read_data_notification_header,
+    ApduTag.GENERAL_GLO_CIPHERING: _unsupported(
+        "an encrypted general-glo-ciphering APDU (0xdb): decryption is not supported"
+    ),
+    ApduTag.GENERAL_DED_CIPHERING: _unsupported(
+        "an encrypted general-ded-ciphering APDU (0xdc): decryption is not supported"
+    ),
+    ApduTag.GENERAL_CIPHERING: _unsupported(
+        "an encrypted general-ciphering APDU (0xdd): decryption is not supported"
+    ),
+    ApduTag.GENERAL_BLOCK_TRANSFER: _unsupported(
+        "a general-block-transfer APDU (0xe0): block reassembly is not supported"
+    ),
+    ApduTag.EVENT_NOTIFICATION: _unsupported("an event-notification APDU (0xc2), which is not supported"),
+}
+"""APDU tag -> parser returning the data-notification header (ciphering and GBT slot in here)."""
+
+
+def read_notification_header(frame_content: bytes) -> NotificationHeader:
+    """Parse LLC header (optional) and APDU of an information field up to the notification body."""
+    pos = apdu_offset(frame_content)
+    if pos >= len(frame_content):
+        raise DecodeError("expected an APDU tag, found end of data", pos)
+    tag = frame_content[pos]
+    handler = _APDU_HANDLERS.get(tag)
+    if handler is None:
+        raise DecodeError(f"expected a data-notification APDU (0x0f), found tag 0x{tag:02x}", pos)
+    return handler(frame_content, pos)
+
+
+def decode_data_notification(frame_content: bytes) -> DataNotification:
+    """Decode a whole data-notification (LLC header optional) into invoke id, date-time and body values."""
+    header = read_notification_header(frame_content)
+    body, end = read_data(frame_content, header.body_offset)
+    if end != len(frame_content):
+        raise DecodeError(
+            f"expected the APDU to end after its body, found {len(frame_content) - end} more bytes", end
+        )
+    return DataNotification(
+        LongInvokeIdAndPriority.from_int(header.long_invoke_id_and_priority),
+        None if header.date_time_offset < 0 else read_date_time(frame_content, header.date_time_offset),
+        body,
+    )

@@ -1,0 +1,371 @@
+"""Decode any data-notification carrying OBIS codes; also the item model and walkers all meters share."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from datetime import datetime
+from typing import Dict, List, NamedTuple, Union
+
+from amshan._errors import DecodeError
+from amshan.axdr import (
+    AxdrValue,
+    CosemDate,
+    CosemDateTime,
+    CosemTime,
+    decode_date_time,
+    read_data,
+    read_length,
+)
+from amshan.cosem import UNIT_SYMBOLS, apply_scaler
+from amshan.dlms import read_notification_header
+from amshan.obis_map import (
+    CLOCK_CODES,
+    FIELD_UNITS,
+    NEK_HAN_FIELD_METER_DATETIME,
+    NEK_HAN_FIELD_METER_ID,
+    NEK_HAN_FIELD_METER_MANUFACTURER,
+    NEK_HAN_FIELD_OBIS_LIST_VER_ID,
+    OBIS_BYTES_NAME,
+    name_obis_map,
+    obis_to_str,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+ItemValue = Union[str, int, float, datetime]
+"""The value of one decoded item (and of the dictionary)."""
+
+NAME = "Generic"
+"""The name AutoDecoder reports for this decoder."""
+
+
+class MeterItem(NamedTuple):
+    """One decoded item of a message: its OBIS code, field name, scaled value and unit."""
+
+    obis: str  # dotted "1.0.1.7.0.255" (positional Kaifa items get their documented code)
+    name: str | None  # field name from obis_map, None when the code has no name
+    value: ItemValue
+    unit: str | None  # "W", "var", "A", "V", "Wh", "varh", ... or None
+
+
+class DecodedMessage(NamedTuple):
+    """A decoded message: manufacturer (when known), the APDU header's date-time, and the items."""
+
+    manufacturer: str | None
+    date_time: datetime | None
+    items: list[MeterItem]
+
+
+class _Field(NamedTuple):
+    """What an OBIS code means: its dotted form, field name and the field's unit."""
+
+    obis: str
+    name: str | None
+    unit: str | None
+
+
+_FIELDS: dict[bytes, _Field] = {
+    code: _Field(obis_to_str(code), name, FIELD_UNITS.get(name)) for code, name in OBIS_BYTES_NAME.items()
+}
+_UNKNOWN_FIELDS: dict[bytes, _Field] = {}
+_UNKNOWN_FIELDS_MAX = 4096
+
+LIST_VERSION_CODE = bytes((1, 1, 0, 2, 129, 255))
+"""The documented OBIS code of the list version identifier (sent without its code by Kamstrup/Kaifa)."""
+CLOCK_CODE = bytes((0, 0, 1, 0, 0, 255))
+"""The OBIS code of the clock object."""
+_LOGICAL_DEVICE_NAME = "0.0.42.0.0.255"
+_LIST_VERSION = obis_to_str(LIST_VERSION_CODE)
+_CLOCK = obis_to_str(CLOCK_CODE)
+_METER_ID = name_obis_map[NEK_HAN_FIELD_METER_ID][0]
+
+_LIST_ID_MANUFACTURERS = (("AIDON", "Aidon"), ("KFM", "Kaifa"), ("Kamstrup", "Kamstrup"))
+_FLAG_MANUFACTURERS = {"ISK": "Iskraemeco", "LGZ": "Landis+Gyr", "KFM": "Kaifa", "KAM": "Kamstrup"}
+
+_U32 = struct.Struct(">I").unpack_from
+_U16 = struct.Struct(">H").unpack_from
+_S16 = struct.Struct(">h").unpack_from
+_SCALER_UNIT_HEAD = b"\x02\x02\x0f"
+
+
+def field_of(code: bytes) -> _Field:
+    """Return the meaning of a raw OBIS code (unknown codes get their dotted form and no name)."""
+    field = _FIELDS.get(code)
+    if field is None:
+        field = _UNKNOWN_FIELDS.get(code)
+        if field is None:
+            field = _Field(obis_to_str(code), None, None)
+            if len(_UNKNOWN_FIELDS) < _UNKNOWN_FIELDS_MAX:  # garbage must not grow memory without bound
+                _UNKNOWN_FIELDS[code] = field
+    return field
+
+
+def octet_text(raw: bytes) -> str:
+    """Render an octet-string value: printable ASCII as text (NUL padding dropped), anything else as hex."""
+    text = raw.rstrip(b"\x00")
+    if text and text.isascii():
+        decoded = text.decode("ascii")
+        if decoded.isprintable():
+            return decoded
+    return raw.hex()
+
+
+def _is_text(raw: bytes) -> bool:
+    """Tell whether an octet-string holds printable ASCII text."""
+    return octet_text(raw) != raw.hex()
+
+
+def item_value(code: bytes, raw: AxdrValue) -> ItemValue | None:
+    """Turn a raw A-XDR value into an item value; None means the item carries no value (null, no instant)."""
+    if isinstance(raw, (int, float, str)):
+        return raw
+    if isinstance(raw, bytes):
+        if code in CLOCK_CODES:  # the clock's value is a date-time; anything else is no instant
+            return decode_date_time(raw, 0) if len(raw) == 12 else None
+        return octet_text(raw)
+    if raw is None:
+        return None
+    if isinstance(raw, CosemDateTime):
+        return raw.datetime
+    if isinstance(raw, (CosemDate, CosemTime)):
+        return str(raw)
+    return repr(raw)  # an array/structure as value: kept, rendered as text
+
+
+def make_item(code: bytes, raw: AxdrValue, scaler: int, unit: str | None) -> MeterItem | None:
+    """Build the item of an OBIS code and raw value, scaled by 10**scaler; None when there is no value."""
+    field = field_of(code)
+    value = (
+        apply_scaler(raw, scaler)
+        if scaler and isinstance(raw, (int, float)) and not isinstance(raw, bool)
+        else item_value(code, raw)
+    )
+    if value is None:
+        return None
+    return MeterItem(field.obis, field.name, value, unit if unit is not None else field.unit)
+
+
+def read_value(data: bytes, pos: int) -> tuple[AxdrValue, int]:
+    """Read one tagged value, with the types meters send most taken without a call into the full reader."""
+    tag = data[pos]
+    if tag == 0x06:
+        return _U32(data, pos + 1)[0], pos + 5
+    if tag == 0x12:
+        return _U16(data, pos + 1)[0], pos + 3
+    if tag == 0x10:
+        return _S16(data, pos + 1)[0], pos + 3
+    return read_data(data, pos)
+
+
+def _scaler_unit(data: bytes, pos: int) -> tuple[int, str | None, int]:
+    """Read a scaler-unit structure 02 02 0f <scaler> 16 <unit> at pos; return (scaler, unit, next)."""
+    if data[pos : pos + 3] != _SCALER_UNIT_HEAD or data[pos + 4 : pos + 5] != b"\x16":
+        raise DecodeError(
+            f"expected a scaler-unit structure 02 02 0f xx 16 xx, found {data[pos : pos + 6].hex(' ')}", pos
+        )
+    scaler = data[pos + 3]
+    return (scaler - 256 if scaler > 127 else scaler), UNIT_SYMBOLS.get(data[pos + 5]), pos + 6
+
+
+def read_container(data: bytes, pos: int, tags: tuple[int, ...]) -> tuple[int, int]:
+    """Read an array/structure tag (one of tags) and its count at pos; return (count, next)."""
+    if pos >= len(data):
+        raise DecodeError("expected the notification body, found end of data", pos)
+    if data[pos] not in tags:
+        expected = " or ".join(f"{tag:02x}" for tag in tags)
+        raise DecodeError(f"expected a body of tag {expected}, found {data[pos]:02x}", pos)
+    count, pos = read_length(data, pos + 1)
+    if count > len(data) - pos:
+        raise DecodeError(f"expected {count} elements, found only {len(data) - pos} bytes", pos)
+    return count, pos
+
+
+def walk_registers(data: bytes, pos: int, count: int, items: list[MeterItem]) -> int:
+    """Walk count structures {09 06 OBIS, value[, scaler-unit]} (Aidon layout); return the end position."""
+    for _ in range(count):
+        if data[pos] != 0x02 or data[pos + 2 : pos + 4] != b"\x09\x06":
+            raise DecodeError(
+                f"expected a structure 02 02/03 09 06 <OBIS>, found {data[pos : pos + 4].hex(' ')}", pos
+            )
+        size = data[pos + 1]
+        code = data[pos + 4 : pos + 10]
+        raw, pos = read_value(data, pos + 10)
+        if size == 3:
+            scaler, unit, pos = _scaler_unit(data, pos)
+        elif size == 2:
+            scaler, unit = 0, None
+        else:
+            raise DecodeError(f"expected a structure of 2 or 3 elements, found {size}", pos)
+        item = make_item(code, raw, scaler, unit)
+        if item is not None:
+            items.append(item)
+    return pos
+
+
+def walk_interleaved(
+    data: bytes,
+    pos: int,
+    count: int,
+    items: list[MeterItem],
+    *,
+    scalers: dict[bytes, int],
+    unlabelled: list[tuple[int, AxdrValue]],
+) -> int:
+    """Walk count structure elements: OBIS code, value[, scaler-unit] in turn (Kamstrup layout).
+
+    Null-data elements (padding) are skipped, register structures {OBIS, value[, scaler-unit]} among the
+    elements are decoded as such, and a value without a preceding code goes to unlabelled with its
+    element index.  scalers maps value groups C.D.E (3 bytes) to a manufacturer's implicit scaler, used when
+    the frame sends no scaler-unit.
+    """
+    index = 0
+    while index < count:
+        tag = data[pos]
+        if tag == 0x09 and data[pos + 1] == 0x06 and index + 1 < count:
+            code = data[pos + 2 : pos + 8]
+            raw, pos = read_value(data, pos + 8)
+            index += 2
+            if index < count and data[pos : pos + 3] == _SCALER_UNIT_HEAD:
+                scaler, unit, pos = _scaler_unit(data, pos)
+                index += 1
+            else:
+                scaler, unit = scalers.get(code[2:5], 0), None
+            item = make_item(code, raw, scaler, unit)
+            if item is not None:
+                items.append(item)
+        elif tag == 0x00:
+            pos += 1
+            index += 1
+        elif tag == 0x02 and data[pos + 2 : pos + 4] == b"\x09\x06":  # a register structure among them
+            pos = walk_registers(data, pos, 1, items)
+            index += 1
+        else:
+            raw, pos = read_data(data, pos)
+            unlabelled.append((index, raw))
+            index += 1
+    return pos
+
+
+def check_end(data: bytes, pos: int) -> None:
+    """Require the body to end exactly where the data ends."""
+    if pos != len(data):
+        if pos > len(data):
+            raise DecodeError(f"expected {pos - len(data)} more bytes, found end of data", len(data))
+        raise DecodeError(f"expected the end of the message, found {len(data) - pos} more bytes", pos)
+
+
+def truncated(data: bytes) -> DecodeError:
+    """Return the error for a walk that ran past the end of the data."""
+    return DecodeError("expected more bytes, found end of data", len(data))
+
+
+def message_to_dict(message: DecodedMessage) -> Dict[str, ItemValue]:
+    """Derive the dictionary of a decoded message: field name (else dotted code) -> value."""
+    result: Dict[str, ItemValue] = {}
+    if message.manufacturer is not None:
+        result[NEK_HAN_FIELD_METER_MANUFACTURER] = message.manufacturer
+    for item in message.items:
+        result[item.name or item.obis] = item.value
+    if message.date_time is not None and NEK_HAN_FIELD_METER_DATETIME not in result:
+        result[NEK_HAN_FIELD_METER_DATETIME] = message.date_time
+    return result
+
+
+def manufacturer_of(items: List[MeterItem]) -> str | None:
+    """Name the manufacturer from the list id or the logical device name's FLAG id, when either tells."""
+    for item in items:
+        if item.name == NEK_HAN_FIELD_OBIS_LIST_VER_ID and isinstance(item.value, str):
+            for prefix, manufacturer in _LIST_ID_MANUFACTURERS:
+                if item.value.startswith(prefix):
+                    return manufacturer
+        elif item.obis == _LOGICAL_DEVICE_NAME and isinstance(item.value, str):
+            found = _FLAG_MANUFACTURERS.get(item.value[:3])
+            if found is not None:
+                return found
+    return None
+
+
+def _decode_push_object_list(data: bytes, pos: int, count: int, items: list[MeterItem]) -> int:
+    """Decode a structure {push-object list, values...} (L+G / Iskra push setups, no scalers sent).
+
+    The first element is the push setup's own object list: one descriptor {class, OBIS, attribute,
+    data index} per element of the structure, the first describing that list itself.  Values of attribute 2
+    (an object's value) become items; other attributes (the setup's logical name) are logged and skipped.
+    """
+    start = pos
+    descriptors, pos = read_data(data, pos)
+    if not isinstance(descriptors, list) or len(descriptors) != count:
+        found = len(descriptors) if isinstance(descriptors, list) else 0
+        raise DecodeError(f"expected {count} push-object descriptors, found {found}", start)
+    for descriptor in descriptors[1:]:
+        if not (
+            isinstance(descriptor, list)
+            and len(descriptor) == 4
+            and isinstance(descriptor[1], bytes)
+            and len(descriptor[1]) == 6
+        ):
+            raise DecodeError(f"expected a push-object descriptor, found {descriptor!r}", start)
+        raw, pos = read_data(data, pos)
+        if descriptor[2] != 2:
+            _LOGGER.debug("push object %s attribute %s skipped: %r", descriptor[1].hex(), descriptor[2], raw)
+            continue
+        item = make_item(descriptor[1], raw, 0, None)
+        if item is not None:
+            items.append(item)
+    return pos
+
+
+def _is_push_object_list(data: bytes, pos: int) -> bool:
+    """Tell whether the element at pos is an array whose first element is a 4-field descriptor structure."""
+    return data[pos : pos + 1] == b"\x01" and data[pos + 2 : pos + 6] == b"\x02\x04\x12\x00"
+
+
+def decode_message(frame_content: bytes) -> DecodedMessage:
+    """Decode a data-notification whose body carries OBIS codes: registers, interleaved or a push list."""
+    header = read_notification_header(frame_content)
+    data = frame_content
+    items: list[MeterItem] = []
+    try:
+        count, pos = read_container(data, header.body_offset, (0x01, 0x02))
+        if count and data[pos] == 0x02 and data[pos + 2 : pos + 4] == b"\x09\x06":
+            pos = walk_registers(data, pos, count, items)
+        elif count and data[header.body_offset] == 0x02 and _is_push_object_list(data, pos):
+            pos = _decode_push_object_list(data, pos, count, items)
+        elif data[header.body_offset] == 0x02:
+            unlabelled: list[tuple[int, AxdrValue]] = []
+            pos = walk_interleaved(data, pos, count, items, scalers={}, unlabelled=unlabelled)
+            _add_unlabelled(unlabelled, count, items)
+        else:
+            raise DecodeError(f"expected OBIS codes in the body, found {data[pos : pos + 4].hex(' ')}", pos)
+    except (IndexError, struct.error):
+        raise truncated(data) from None
+    check_end(data, pos)
+    if not items:
+        raise DecodeError("expected OBIS-coded items in the body, found none", header.body_offset)
+    return DecodedMessage(manufacturer_of(items), header.date_time, items)
+
+
+def _add_unlabelled(unlabelled: list[tuple[int, AxdrValue]], count: int, items: list[MeterItem]) -> None:
+    """Give values sent without an OBIS code their documented meaning where there is one, else log them.
+
+    A leading visible-string is the list version (Kamstrup style), a leading date-time the clock, and a
+    trailing text octet-string the meter number (Netz NOE / Sagemcom lists) when no meter id was sent.
+    """
+    has_meter_id = any(item.name == NEK_HAN_FIELD_METER_ID for item in items)
+    for index, raw in unlabelled:
+        if index == 0 and isinstance(raw, str):  # a leading visible-string is the list version id
+            items.insert(0, MeterItem(_LIST_VERSION, NEK_HAN_FIELD_OBIS_LIST_VER_ID, raw, None))
+        elif index <= 1 and isinstance(raw, bytes) and len(raw) == 12:  # a leading date-time is the clock
+            moment = decode_date_time(raw, 0)
+            if moment is not None:
+                items.insert(0, MeterItem(_CLOCK, NEK_HAN_FIELD_METER_DATETIME, moment, None))
+        elif index == count - 1 and isinstance(raw, bytes) and not has_meter_id and _is_text(raw):
+            items.append(MeterItem(_METER_ID, NEK_HAN_FIELD_METER_ID, octet_text(raw), None))
+        else:
+            _LOGGER.debug("value without OBIS code at element %d ignored: %r", index, raw)
+
+
+def decode_frame_content(frame_content: bytes) -> Dict[str, ItemValue]:
+    """Decode the information field of any OBIS-coded data-notification into the dictionary."""
+    return message_to_dict(decode_message(frame_content))

@@ -1,0 +1,63 @@
+"""Decode Kamstrup data-notifications: a list id, then OBIS code and value interleaved (null-padded)."""
+
+from __future__ import annotations
+
+import struct
+from typing import Dict
+
+from amshan._errors import DecodeError
+from amshan.axdr import AxdrValue
+from amshan.dlms import read_notification_header
+from amshan.generic import (
+    LIST_VERSION_CODE,
+    DecodedMessage,
+    ItemValue,
+    MeterItem,
+    check_end,
+    message_to_dict,
+    read_container,
+    truncated,
+    walk_interleaved,
+)
+from amshan.obis_map import NEK_HAN_FIELD_OBIS_LIST_VER_ID, obis_to_str
+
+NAME = "Kamstrup"
+"""The manufacturer name this decoder reports (meter_manufacturer, AutoDecoder.previous_success_decoder)."""
+
+SCALERS: dict[bytes, int] = {
+    **{bytes((c, 7, 0)): -2 for c in (31, 51, 71)},  # currents in 0.01 A (HAN-NVE)
+    **{bytes((c, 8, 0)): 1 for c in (1, 2, 3, 4)},  # energies in 10 Wh / 10 varh (HAN-NVE)
+    **{bytes((c, 7, 0)): -2 for c in (13, 33, 53, 73)},  # power factors in 0.01 ("DLMS push 1")
+}
+"""Kamstrup's documented scalers by value groups C.D.E (no scaler-unit is sent); voltage and power are x1."""
+
+_LIST_VERSION = obis_to_str(LIST_VERSION_CODE)
+
+
+def decode_message(frame_content: bytes) -> DecodedMessage:
+    """Decode a Kamstrup list (HAN-NVE lists 1 and 2, "DLMS push 1"), single-phase null padding included."""
+    header = read_notification_header(frame_content)
+    data = frame_content
+    items: list[MeterItem] = []
+    unlabelled: list[tuple[int, AxdrValue]] = []
+    try:
+        count, pos = read_container(data, header.body_offset, (0x02,))
+        if data[pos] != 0x0A:
+            raise DecodeError(f"expected the Kamstrup list id (tag 0a), found tag {data[pos]:02x}", pos)
+        pos = walk_interleaved(data, pos, count, items, scalers=SCALERS, unlabelled=unlabelled)
+    except (IndexError, struct.error):
+        raise truncated(data) from None
+    check_end(data, pos)
+    list_id = unlabelled[0][1] if unlabelled else None
+    if not isinstance(list_id, str) or not list_id.startswith("Kamstrup"):
+        raise DecodeError(f"expected a Kamstrup list id Kamstrup_..., found {list_id!r}", header.body_offset)
+    if len(unlabelled) > 1:
+        index, raw = unlabelled[1]
+        raise DecodeError(f"expected an OBIS code before each value, found {raw!r} (element {index})")
+    items.insert(0, MeterItem(_LIST_VERSION, NEK_HAN_FIELD_OBIS_LIST_VER_ID, list_id, None))
+    return DecodedMessage(NAME, header.date_time, items)
+
+
+def decode_frame_content(frame_content: bytes) -> Dict[str, ItemValue]:
+    """Decode the information field (LLC header optional) of a Kamstrup frame into the dictionary."""
+    return message_to_dict(decode_message(frame_content))

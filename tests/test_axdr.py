@@ -1,0 +1,247 @@
+"""A-XDR reader and COSEM date-time parser: every common data type, length form and date-time edge."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import _cosem_encoder as enc
+import pytest
+
+from amshan import DecodeError
+from amshan.axdr import (
+    MAX_DEPTH,
+    CosemDate,
+    CosemDateTime,
+    CosemTime,
+    DataType,
+    decode_date_time,
+    read_data,
+    read_date_time,
+    read_length,
+)
+
+
+def read_all(data: bytes) -> object:
+    value, end = read_data(data, 0)
+    assert end == len(data)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("encoded", "expected"),
+    [
+        (enc.null(), None),
+        (enc.boolean(True), True),
+        (enc.boolean(False), False),
+        (bytes.fromhex("0302"), True),  # any non-zero octet is TRUE
+        (enc.double_long(-1), -1),
+        (enc.double_long(-(2**31)), -(2**31)),
+        (enc.double_long(2**31 - 1), 2**31 - 1),
+        (enc.double_long_unsigned(2**32 - 1), 2**32 - 1),
+        (enc.octet_string(b"\x01\x02"), b"\x01\x02"),
+        (enc.visible_string("AIDON_V0001"), "AIDON_V0001"),
+        (enc.utf8_string("Målar"), "Målar"),
+        (enc.bcd(0x42), 0x42),
+        (enc.integer(-128), -128),
+        (enc.integer(127), 127),
+        (enc.long(-32768), -32768),
+        (enc.long(-1), -1),
+        (enc.unsigned(255), 255),
+        (enc.long_unsigned(65535), 65535),
+        (enc.long64(-(2**63)), -(2**63)),
+        (enc.long64_unsigned(2**64 - 1), 2**64 - 1),
+        (enc.enum(27), 27),
+        (bytes.fromhex("173f800000"), 1.0),  # spec 5.1 example
+        (bytes.fromhex("183ff0000000000000"), 1.0),  # spec 5.1 example
+        (enc.float32(-2.5), -2.5),
+        (enc.float64(1e300), 1e300),
+        (enc.bit_string("1011"), "1011"),
+        (enc.bit_string("101100111"), "101100111"),
+        (enc.bit_string(""), ""),
+        (enc.array([enc.unsigned(1), enc.unsigned(2)]), [1, 2]),
+        (enc.structure([enc.integer(-1), enc.enum(35)]), [-1, 35]),
+        (enc.structure([]), []),
+    ],
+)
+def test_each_type_reads_its_value(encoded: bytes, expected: object) -> None:
+    assert read_all(encoded) == expected
+
+
+def test_negative_integer_types_keep_sign() -> None:
+    assert read_all(bytes.fromhex("0fff")) == -1
+    assert read_all(bytes.fromhex("10ff9c")) == -100
+    assert read_all(bytes.fromhex("05fffffffe")) == -2
+    assert read_all(bytes.fromhex("14ffffffffffffffff")) == -1
+
+
+def test_data_type_tags_match_the_blue_book_table() -> None:
+    assert DataType.OCTET_STRING == 9
+    assert DataType.LONG64_UNSIGNED == 21
+    assert DataType.DATE_TIME == 25
+    assert DataType.TIME == 27
+
+
+@pytest.mark.parametrize(
+    ("encoded", "value", "end"),
+    [
+        (bytes([0x05]), 5, 1),
+        (bytes([0x7F]), 127, 1),
+        (bytes([0x81, 0x80]), 128, 2),
+        (bytes([0x81, 0xF8]), 248, 2),  # Netz NOE general-glo-ciphering length
+        (bytes([0x82, 0x01, 0x09]), 265, 3),  # TINETZ length
+        (bytes([0x83, 0x01, 0x00, 0x00]), 65536, 4),
+        (bytes([0x84, 0x00, 0x01, 0x00, 0x00]), 65536, 5),
+    ],
+)
+def test_length_forms(encoded: bytes, value: int, end: int) -> None:
+    assert read_length(encoded, 0) == (value, end)
+
+
+@pytest.mark.parametrize("encoded", [b"", bytes([0x80]), bytes([0x85, 0, 0, 0, 0, 0]), bytes([0x82, 0x01])])
+def test_bad_length_forms_raise(encoded: bytes) -> None:
+    with pytest.raises(DecodeError):
+        read_length(encoded, 0)
+
+
+def test_long_forms_carry_long_strings_and_arrays() -> None:
+    text = "x" * 300
+    assert read_all(enc.visible_string(text)) == text
+    assert read_all(enc.array([enc.null()] * 200)) == [None] * 200
+
+
+def test_date_time_type_and_date_and_time() -> None:
+    raw = bytes.fromhex("07e5091b01092f0f00ff8880")
+    value = read_all(enc.date_time(raw))
+    assert isinstance(value, CosemDateTime)
+    assert value.datetime == datetime(2021, 9, 27, 9, 47, 15, tzinfo=timezone(timedelta(hours=2)))
+    assert read_all(enc.date(2024, 2, 29, 4)) == CosemDate(2024, 2, 29, 4)
+    assert str(read_all(enc.date(2024, 2, 29, 4))) == "2024-02-29"
+    assert str(read_all(bytes.fromhex("1affff0cff07"))) == "*-12-*"
+    assert read_all(enc.time(23, 59, 58, 99)) == CosemTime(23, 59, 58, 99)
+    assert str(read_all(enc.time(7, 5, 0, 0xFF))) == "07:05:00"
+    assert str(read_all(bytes.fromhex("1bff00ffff"))) == "*:0:*"
+
+
+class TestDateTime:
+    """The 12-byte COSEM date-time, cases from the spec (section 5.4) and its sources."""
+
+    def test_netz_noe_example_deviation_minus_120_is_plus_two_hours(self) -> None:
+        raw = bytes.fromhex("07e5091b01092f0f00ff8880")
+        fields = read_date_time(raw, 0)
+        assert fields[:10] == (2021, 9, 27, 1, 9, 47, 15, 0, -120, 0x80)
+        assert fields.daylight_saving_active
+        assert decode_date_time(raw, 0) == datetime(
+            2021, 9, 27, 9, 47, 15, tzinfo=timezone(timedelta(hours=2))
+        )
+
+    def test_deviation_minus_60_is_plus_one_hour(self) -> None:
+        raw = enc.date_time_bytes(datetime(2021, 9, 22, 17, 35, 30), deviation=-60)
+        assert decode_date_time(raw, 0) == datetime(
+            2021, 9, 22, 17, 35, 30, tzinfo=timezone(timedelta(hours=1))
+        )
+        assert decode_date_time(raw, 0).isoformat() == "2021-09-22T17:35:30+01:00"  # type: ignore[union-attr]
+
+    def test_positive_deviation_is_negative_offset(self) -> None:
+        raw = enc.date_time_bytes(datetime(2021, 1, 1, 0, 0, 0), deviation=300)
+        assert decode_date_time(raw, 0).utcoffset() == timedelta(hours=-5)  # type: ignore[union-attr]
+
+    def test_deviation_not_specified_is_naive(self) -> None:
+        raw = bytes.fromhex("07e402030 10f1b0aff800000".replace(" ", ""))  # Kaifa NO header
+        assert decode_date_time(raw, 0) == datetime(2020, 2, 3, 15, 27, 10)
+        assert read_date_time(raw, 0).deviation is None
+
+    def test_aidon_deviation_zero_is_utc(self) -> None:
+        raw = bytes.fromhex("07e4011502100000ff000000")
+        assert decode_date_time(raw, 0) == datetime(2020, 1, 21, 16, 0, 0, tzinfo=timezone.utc)
+
+    def test_summer_time_bit_does_not_shift_the_instant(self) -> None:
+        plain = enc.date_time_bytes(datetime(2022, 7, 1, 12, 0, 0), deviation=-120, status=0x00)
+        summer = enc.date_time_bytes(datetime(2022, 7, 1, 12, 0, 0), deviation=-120, status=0x80)
+        assert decode_date_time(plain, 0) == decode_date_time(summer, 0)
+        assert read_date_time(summer, 0).daylight_saving_active
+        assert not read_date_time(plain, 0).daylight_saving_active
+
+    def test_hundredths_are_kept_and_0xff_hundredths_read_as_zero(self) -> None:
+        raw = enc.date_time_bytes(datetime(2022, 7, 1, 12, 0, 0, 990000))
+        assert decode_date_time(raw, 0) == datetime(2022, 7, 1, 12, 0, 0, 990000)
+        raw = enc.date_time_bytes(raw_fields=(2022, 7, 1, 5, 12, 0, 0, 0xFF, -0x8000, 0xFF))
+        assert decode_date_time(raw, 0) == datetime(2022, 7, 1, 12, 0, 0)
+        assert read_date_time(raw, 0).clock_status is None
+
+    def test_day_of_week_is_not_checked(self) -> None:
+        raw = enc.date_time_bytes(datetime(2020, 1, 21, 16, 0, 0), day_of_week=0)
+        assert decode_date_time(raw, 0) == datetime(2020, 1, 21, 16, 0, 0)
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            (0xFFFF, 1, 1, 1, 0, 0, 0, 0, 0, 0),  # year not specified
+            (2021, 0xFF, 1, 1, 0, 0, 0, 0, 0, 0),  # month not specified
+            (2021, 0xFE, 1, 1, 0, 0, 0, 0, 0, 0),  # DST begin
+            (2021, 3, 0xFE, 1, 0, 0, 0, 0, 0, 0),  # last day of month
+            (2021, 3, 0xFF, 1, 0, 0, 0, 0, 0, 0),  # day not specified
+            (2021, 3, 1, 1, 0xFF, 0, 0, 0, 0, 0),  # hour not specified
+            (2021, 3, 1, 1, 0, 0xFF, 0, 0, 0, 0),  # minute not specified
+            (2021, 3, 1, 1, 0, 0, 0xFF, 0, 0, 0),  # second not specified
+            (2021, 2, 30, 1, 0, 0, 0, 0, 0, 0),  # out of range day
+            (2021, 13, 1, 1, 0, 0, 0, 0, 0, 0),  # out of range month
+            (2021, 3, 1, 1, 24, 0, 0, 0, 0, 0),  # out of range hour
+            (2021, 3, 1, 1, 0, 0, 0, 100, 0, 0),  # out of range hundredths
+            (2021, 3, 1, 1, 0, 0, 0, 0, 721, 0),  # out of range deviation
+            (0, 3, 1, 1, 0, 0, 0, 0, 0, 0),  # year 0
+        ],
+    )
+    def test_unspecified_or_out_of_range_fields_give_no_datetime(self, fields: tuple[int, ...]) -> None:
+        raw = enc.date_time_bytes(raw_fields=fields)
+        assert decode_date_time(raw, 0) is None
+        assert read_date_time(raw, 0).datetime is None
+
+    def test_all_0xff_fields_read_as_none(self) -> None:
+        raw = bytes.fromhex("ffffffffffffffffff8000ff")
+        assert read_date_time(raw, 0) == CosemDateTime(*([None] * 11))
+        assert decode_date_time(raw, 0) is None
+
+    def test_fields_and_fast_path_agree(self) -> None:
+        raw = bytes.fromhex("07e60b1a060f0005ff800000")
+        assert read_date_time(raw, 0).datetime == decode_date_time(raw, 0) == datetime(2022, 11, 26, 15, 0, 5)
+
+    def test_short_date_time_raises(self) -> None:
+        with pytest.raises(DecodeError, match="expected 12 date-time bytes, found 11"):
+            decode_date_time(bytes(11), 0)
+        with pytest.raises(DecodeError):
+            read_date_time(bytes(13), 2)
+
+
+class TestErrors:
+    """Bad A-XDR raises DecodeError saying what was expected, what was found and where."""
+
+    def test_unknown_tag(self) -> None:
+        with pytest.raises(
+            DecodeError, match=r"expected an A-XDR data tag, found unknown tag 0x07 at offset 2"
+        ) as e:
+            read_data(bytes.fromhex("0102070000"), 0)
+        assert e.value.offset == 2
+
+    def test_end_of_data(self) -> None:
+        with pytest.raises(DecodeError, match="found end of data"):
+            read_data(b"", 0)
+
+    @pytest.mark.parametrize(
+        "encoded",
+        ["06000000", "1000", "0905010203", "0a", "0410ff", "17000000", "19" + "00" * 11, "1a0000", "1b00"],
+    )
+    def test_truncated_values(self, encoded: str) -> None:
+        with pytest.raises(DecodeError, match="expected"):
+            read_data(bytes.fromhex(encoded), 0)
+
+    def test_count_larger_than_the_data(self) -> None:
+        with pytest.raises(DecodeError, match="expected 100 elements"):
+            read_data(bytes.fromhex("0164000000"), 0)
+
+    def test_nesting_is_bounded(self) -> None:
+        with pytest.raises(DecodeError, match="nested"):
+            read_data(b"\x01\x01" * (MAX_DEPTH + 1) + b"\x00", 0)
+        assert read_data(b"\x01\x01" * (MAX_DEPTH - 1) + b"\x00", 0)[1] == 2 * (MAX_DEPTH - 1) + 1
+
+    def test_visible_string_with_garbage_never_raises(self) -> None:
+        assert read_all(bytes.fromhex("0a03ff4100")) == "\ufffdA"
