@@ -16,8 +16,16 @@ from typing import Any, Callable, Dict, List, Optional
 
 import crcmod
 
-_crc = crcmod.mkCrcFun(0x11021, rev=True, initCrc=0x0000, xorOut=0xFFFF)
-_GOOD = 0x0F47  # crc16_x25 over a frame including its own correct FCS
+_x25 = crcmod.mkCrcFun(0x11021, rev=True, initCrc=0x0000, xorOut=0xFFFF)
+# crcmod's function is a Python wrapper around its C routine: the floor calls the routine itself, register
+# preset to 0xFFFF; over a frame that ends with its own correct FCS the register ends at 0xF0B8.
+_, _TABLE, _C_CRC = _x25.__defaults__ or (None, None, None)
+if not isinstance(_C_CRC, type(len)):  # pure-Python crcmod: its function, as the same register value
+
+    def _C_CRC(data: bytes, register: int, table: Any) -> int:
+        return _x25(data) ^ 0xFFFF  # type: ignore[no-any-return]
+
+
 _FLAG = 0x7E
 
 _U32 = struct.Struct(">I").unpack_from
@@ -51,7 +59,7 @@ class FloorReader:
                 pos = start
                 break
             frame = buf[start + 1 : end]
-            if _crc(frame) == _GOOD and buf[end] == _FLAG:
+            if buf[end] == _FLAG and _C_CRC(frame, 0xFFFF, _TABLE) == 0xF0B8:
                 out.append(frame)
                 pos = end + 1
             else:
