@@ -28,7 +28,6 @@ _MIN_FRAME_LENGTH = 7
 _MAX_ADDRESS_LENGTH = 4
 _ESCAPED_OCTET = re.compile(rb"\x7d(.)", re.DOTALL)
 _FLAG_RUN = re.compile(rb"\x7e+")
-_ABORT_SEQUENCE = b"\x7d\x7e"
 #: The LLC header that opens every message a meter pushes (GB9 section 8.3.2).
 LLC_HEADER = b"\xe6\xe7\x00"
 _HEADER_KEY_LENGTH = 10
@@ -43,7 +42,6 @@ class _Verdict(enum.Enum):
     INCOMPLETE = enum.auto()
     IDLE = enum.auto()
     NOT_A_FRAME = enum.auto()
-    ABORTED = enum.auto()
 
 
 def _control_position(data: bytes, start: int, end: int) -> int:
@@ -315,10 +313,6 @@ class HdlcFrameReader:
             elif verdict is _Verdict.NOT_A_FRAME:
                 self.discarded_bytes += 1
                 position += 1
-            elif verdict is _Verdict.ABORTED:
-                _LOGGER.debug("Frame aborted by the abort sequence")
-                self.discarded_bytes += end - position
-                position = end
             elif verdict is _Verdict.INVALID or self._has_complete_frame_after(buffer, position, size):
                 position = self._reject(buffer, position, frames)
                 self._lookahead = 0
@@ -367,10 +361,6 @@ class HdlcFrameReader:
             return _Verdict.INCOMPLETE, end, control
         if buffer[end] == FLAG_SEQUENCE and crc16_x25(buffer[start:end]) == GOOD_RESIDUE:
             return _Verdict.VALID, end, control
-        if self._use_abort_sequence:
-            abort = buffer.find(_ABORT_SEQUENCE, start, end + 2)
-            if abort >= 0:
-                return _Verdict.ABORTED, abort + 1, control
         return _Verdict.INVALID, end, control
 
     def _has_complete_frame_after(self, buffer: bytes, position: int, size: int) -> bool:
@@ -397,8 +387,12 @@ class HdlcFrameReader:
         """Return a failed candidate as an invalid frame; resume at the next flag after its opening flag."""
         following = buffer.find(_FLAG, position + 1)
         stop = following if following >= 0 else len(buffer)
-        frames.append(HdlcFrame(buffer[position + 1 : stop]))
-        _LOGGER.debug("Rejected HDLC frame candidate of %d octets", stop - position - 1)
+        if self._use_abort_sequence and following >= 0 and buffer[stop - 1] == CONTROL_ESCAPE:
+            _LOGGER.debug("Frame aborted by the abort sequence 7D 7E")
+            self.discarded_bytes += stop - position
+        else:
+            frames.append(HdlcFrame(buffer[position + 1 : stop]))
+            _LOGGER.debug("Rejected HDLC frame candidate of %d octets", stop - position - 1)
         return stop
 
     def _read_stuffed(self, buffer: bytes) -> list[HdlcFrame]:

@@ -283,3 +283,15 @@ def test_segment_without_final_part_is_dropped_when_a_new_message_starts() -> No
     out = [assembler.add(f) for f in HdlcFrameReader().read(first + build_frame(message))]
     assert [m for m in out if m is not None] == [message]
     assert assembler.dropped_messages == 1
+
+
+def test_abort_sequence_never_skips_a_valid_frame_inside_a_failed_span() -> None:
+    """A truncated frame followed by a valid frame whose FCS ends in 7D: the 7D 7E there is no abort."""
+    ends_in_escape = next(
+        build_frame(bytes.fromhex("e6e7000f") + bytes((n,))) for n in range(256)
+        if build_frame(bytes.fromhex("e6e7000f") + bytes((n,)))[-2] == 0x7D
+    )
+    truncated = VALID_SINGLE[5][: len(VALID_SINGLE[5]) // 2]
+    for reader in (HdlcFrameReader(use_abort_sequence=True), HdlcFrameReader()):
+        frames = read_in_chunks(truncated + ends_in_escape + VALID_SINGLE[0], [1024], reader)
+        assert [f.frame_data for f in frames if f.is_valid] == [ends_in_escape[1:-1], VALID_SINGLE[0][1:-1]]
