@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Optional
 
+import serial
 import serial_asyncio  # type: ignore[import-untyped]
 
 from amshan.hdlc import HdlcFrame
@@ -22,9 +23,16 @@ async def _create_serial_connection(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> MeterTransportProtocol:
-    transport, _ = await serial_asyncio.create_serial_connection(
-        loop if loop is not None else asyncio.get_running_loop(), lambda: protocol, *args, **kwargs
-    )
+    port = serial.serial_for_url(*args, **kwargs)
+    try:
+        transport, _ = await serial_asyncio.connection_for_serial(
+            loop if loop is not None else asyncio.get_running_loop(), lambda: protocol, port
+        )
+    except BaseException:
+        # pyserial-asyncio re-applies the settings (timeout 0) after open: when the port refuses them
+        # (a pty and parity E: termios.error 22) the open port would stay behind until garbage collection.
+        port.close()
+        raise
     return transport, protocol
 
 
