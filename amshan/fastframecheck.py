@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 import crcmod
 
@@ -17,6 +18,34 @@ crc16_x25: Callable[..., int] = crcmod.mkCrcFun(0x11021, rev=True, initCrc=0x000
 
 #: What ``crc16_x25`` gives over a whole frame including a correct FCS (the residue 0xF0B8, complemented).
 GOOD_RESIDUE = 0x0F47
+
+#: The raw CRC register: preset 0xFFFF, and 0xF0B8 after a frame that ends with its own correct FCS.
+INIT_REGISTER = 0xFFFF
+GOOD_REGISTER = 0xF0B8
+
+
+def _register_routine() -> tuple[Callable[[BytesLike, int, Any], int], Any]:
+    """Return (routine, table) computing the raw register without crcmod's per-call Python wrapper.
+
+    ``routine(data, INIT_REGISTER, table)`` is crcmod's own C routine when it checks out against the
+    CRC-16/X-25 check value, else a function of the same shape over ``crc16_x25``.
+    """
+    defaults: tuple[Any, ...] = getattr(crc16_x25, "__defaults__", None) or ()
+    if len(defaults) == 3:
+        _, table, routine = defaults
+        with contextlib.suppress(Exception):
+            if routine(b"123456789", INIT_REGISTER, table) ^ 0xFFFF == 0x906E:
+                return routine, table
+
+    def wrapped(data: BytesLike, register: int, table: Any) -> int:
+        """Compute the register through crcmod's public function."""
+        return crc16_x25(data, register ^ 0xFFFF) ^ 0xFFFF
+
+    return wrapped, None
+
+
+#: The hot-path form of the one CRC: ``register_routine(data, INIT_REGISTER, register_table)``.
+register_routine, register_table = _register_routine()
 
 USING_C_EXTENSION: bool = bool(getattr(sys.modules.get("crcmod.crcmod"), "_usingExtension", False))
 if not USING_C_EXTENSION:

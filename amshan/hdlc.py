@@ -14,7 +14,14 @@ import logging
 import re
 from typing import Optional
 
-from amshan.fastframecheck import GOOD_RESIDUE, crc16_x25
+from amshan.fastframecheck import (
+    GOOD_REGISTER,
+    GOOD_RESIDUE,
+    INIT_REGISTER,
+    crc16_x25,
+    register_routine,
+    register_table,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -351,7 +358,8 @@ class HdlcFrameReader:
             if end > header_end + 2:  # an information field follows, guarded by the HCS
                 if header_end + 2 > size:
                     return _Verdict.INCOMPLETE, end, control
-                if crc16_x25(buffer[start : header_end + 2]) != GOOD_RESIDUE:
+                header = buffer[start : header_end + 2]
+                if register_routine(header, INIT_REGISTER, register_table) != GOOD_REGISTER:
                     return _Verdict.INVALID, end, control
                 if header_end + 2 - start <= len(key) == _HEADER_KEY_LENGTH:
                     if len(self._checked_headers) >= _MAX_CHECKED_HEADERS:
@@ -359,7 +367,10 @@ class HdlcFrameReader:
                     self._checked_headers[key] = control - start
         if end >= size:
             return _Verdict.INCOMPLETE, end, control
-        if buffer[end] == FLAG_SEQUENCE and crc16_x25(buffer[start:end]) == GOOD_RESIDUE:
+        if (
+            buffer[end] == FLAG_SEQUENCE
+            and register_routine(buffer[start:end], INIT_REGISTER, register_table) == GOOD_REGISTER
+        ):
             return _Verdict.VALID, end, control
         return _Verdict.INVALID, end, control
 

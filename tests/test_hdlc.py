@@ -295,3 +295,14 @@ def test_abort_sequence_never_skips_a_valid_frame_inside_a_failed_span() -> None
     for reader in (HdlcFrameReader(use_abort_sequence=True), HdlcFrameReader()):
         frames = read_in_chunks(truncated + ends_in_escape + VALID_SINGLE[0], [1024], reader)
         assert [f.frame_data for f in frames if f.is_valid] == [ends_in_escape[1:-1], VALID_SINGLE[0][1:-1]]
+
+
+def test_hot_path_register_routine_is_the_same_crc() -> None:
+    """The reader's direct register routine agrees with crcmod's public CRC-16/X-25 function."""
+    from amshan import fastframecheck as ffc
+
+    for data in VALID_SINGLE[:20]:
+        register = ffc.register_routine(data[1:-1], ffc.INIT_REGISTER, ffc.register_table)
+        assert register == ffc.GOOD_REGISTER
+        body = data[1:-3]
+        assert ffc.register_routine(body, ffc.INIT_REGISTER, ffc.register_table) ^ 0xFFFF == crc16_x25(body)
