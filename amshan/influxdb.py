@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Union
 
+from amshan.meter_connection import ExponentialBackOff
+
 _LOGGER = logging.getLogger(__name__)
 
 FieldValue = Union[int, float]
@@ -154,7 +156,8 @@ class InfluxDbWriter:
     rejects it as malformed (HTTP 400, counted in ``rejected``). A point leaves the buffer only when the
     server has acknowledged the write that carried it. ``run()`` writes a batch when ``batch_size`` points
     are waiting or ``flush_interval`` seconds have passed; after ``stop()`` it writes what is left, giving up
-    after ``drain_timeout`` seconds (the points still buffered are then counted in ``pending``).
+    after ``drain_timeout`` seconds (the points still buffered are then counted in ``pending``). Failed
+    writes are retried after 1, 2, 4 ... seconds, at most ``max_back_off`` (60 by default).
     """
 
     def __init__(
@@ -242,6 +245,7 @@ class InfluxDbWriter:
         loop = asyncio.get_running_loop()
         self._wake = wake = asyncio.Event()
         self._stop_event = stop_event = asyncio.Event()
+        back_off = ExponentialBackOff(max_delay_sec=self._max_back_off)
         failures = 0
         deadline: float | None = None
         while True:
@@ -268,7 +272,8 @@ class InfluxDbWriter:
                     continue
                 failures += 1
                 self.failed_writes += 1
-                delay = min(self._max_back_off, 2.0 ** (failures - 1))
+                back_off.failure()
+                delay = back_off.current_delay_sec
                 self._warn(
                     "InfluxDB write failed (%s); %d points buffered, retrying in %.0f s",
                     error,
@@ -287,6 +292,7 @@ class InfluxDbWriter:
             if failures:
                 _LOGGER.info("InfluxDB write succeeded after %d failed attempts", failures)
             failures = 0
+            back_off.reset()
             self._acknowledge(batch[-1][0])
             self.written += len(batch)
             if deadline is not None and loop.time() > deadline and self._buffer:

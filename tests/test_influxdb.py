@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import require_tool
+from _support import corpus_frames, require_tool
 
 from amshan.influxdb import InfluxDbWriter, Point, PointMaker, message_to_point
 
@@ -297,3 +299,114 @@ async def test_rejected_points_are_dropped_and_the_run_goes_on(influxd: InfluxSe
 def test_bad_url_is_refused() -> None:
     with pytest.raises(ValueError, match="http"):
         InfluxDbWriter("localhost:8086", DATABASE)
+
+
+# --- the command line: amshan forward-influxdb and amshan read --influxdb ----------------------------------
+
+AMSHAN = Path(sys.executable).with_name("amshan")
+FAST_FLUSH = ("--flush-interval", "0.1", "-v")
+
+
+def checked_vectors() -> list[dict[str, Any]]:
+    """Norwegian Kaifa and Kamstrup lists that carry the meter's clock and independently checked values."""
+    prefixes = ("no-kamstrup-list1-em001", "no-kamstrup-list2-em001", "no-kaifa-list2-gh")
+    return [
+        vector
+        for vector in corpus_frames(layer="hdlc", valid=True, country="NO", values_checked=True)
+        if vector["id"].startswith(prefixes)
+    ]
+
+
+def assert_stored_values(rows: list[dict[str, Any]], vectors: list[dict[str, Any]]) -> None:
+    """Every numeric value the corpus states is stored once, under the meter's id and manufacturer."""
+    assert len(rows) == len(vectors)
+    stated_ids = sorted(vector["values"]["meter_id"] for vector in vectors)
+    assert sorted(row["meter_id"] for row in rows) == stated_ids
+    assert {row["manufacturer"] for row in rows} == {vector["meter"].capitalize() for vector in vectors}
+    for key in {key for vector in vectors for key, value in vector["values"].items() if key != "meter_id"}:
+        stating = [vector for vector in vectors if key in vector["values"]]
+        meters = {vector["values"]["meter_id"] for vector in stating}
+        stored = [row[key] for row in rows if row["meter_id"] in meters and row[key] is not None]
+        assert sorted(stored) == pytest.approx(sorted(vector["values"][key] for vector in stating)), key
+
+
+def test_forward_a_capture_file_and_read_it_back(influxd: InfluxServer, tmp_path: Path) -> None:
+    vectors = checked_vectors()
+    assert len(vectors) >= 10
+    capture = tmp_path / "capture.bin"
+    capture.write_bytes(b"".join(bytes.fromhex(vector["hex"]) for vector in vectors))
+    result = subprocess.run(
+        [str(AMSHAN), "forward-influxdb", str(capture), influxd.url, DATABASE, "-v"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TZ": "UTC"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{len(vectors)} points written" in result.stderr
+    assert result.stdout == ""
+    assert_stored_values(influxd.query("SELECT * FROM amshan"), vectors)
+    # Kaifa gh180-2 sends 07E6-01-02 14:37:20, deviation 0x8000 (local time; TZ=UTC here): the point's time.
+    [row] = influxd.query("SELECT * FROM amshan WHERE meter_id = '6970631403275928'")
+    assert row["time"] == 1641134240 * 10**9
+
+
+def test_read_prints_and_forwards_at_once(influxd: InfluxServer) -> None:
+    vectors = checked_vectors()[:3]
+    result = subprocess.run(
+        [str(AMSHAN), "read", "-", "--influxdb", influxd.url, "--database", DATABASE],
+        input=b"".join(bytes.fromhex(vector["hex"]) for vector in vectors),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3
+    assert_stored_values(influxd.query("SELECT * FROM amshan"), vectors)
+
+
+def test_forwarder_survives_influxd_stopped_mid_run_and_restarted(
+    influxd: InfluxServer, tmp_path: Path
+) -> None:
+    vectors = checked_vectors() * 3  # with --receive-time each message is its own point
+    log = tmp_path / "forwarder.log"
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [str(AMSHAN), "forward-influxdb", "-", influxd.url, DATABASE, *FAST_FLUSH, "--receive-time"],
+            stdin=subprocess.PIPE,
+            stderr=log_file,
+            stdout=subprocess.DEVNULL,
+        )
+    assert process.stdin is not None
+    try:
+        stop_at, restart_at = len(vectors) // 3, 2 * len(vectors) // 3
+        for index, vector in enumerate(vectors):
+            if index == stop_at:
+                time.sleep(0.5)  # the first third reaches the database
+                written_before = len(influxd.query("SELECT * FROM amshan"))
+                influxd.stop()
+                stopped = time.monotonic()
+            if index == restart_at:
+                time.sleep(2.0)  # a few failed writes and back-offs while it is down
+                influxd.start()
+                down = time.monotonic() - stopped
+            process.stdin.write(bytes.fromhex(vector["hex"]))
+            process.stdin.flush()
+            time.sleep(0.05)
+        process.stdin.close()
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+    text = log.read_text()
+    assert process.returncode == 0, text
+    assert written_before == stop_at
+    assert "InfluxDB write failed" in text
+    assert f"{len(vectors)} points written" in text
+    assert_stored_values(influxd.query("SELECT * FROM amshan"), vectors)
+    print(
+        f"forwarder: {len(vectors)} messages, {written_before} stored before influxd stopped, influxd"
+        f" down {down:.1f} s while {restart_at - stop_at} messages arrived; {len(vectors)} stored in the end"
+    )
