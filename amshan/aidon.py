@@ -12,6 +12,7 @@ from amshan.generic import (
     ItemValue,
     MeterItem,
     check_end,
+    manufacturer_of,
     message_to_dict,
     read_container,
     truncated,
@@ -33,11 +34,18 @@ def decode_message(frame_content: bytes) -> DecodedMessage:
     except (IndexError, struct.error):
         raise truncated(frame_content) from None
     check_end(frame_content, pos)
-    if not items:
+    if not count:
         raise DecodeError("expected at least one item in the Aidon list, found none", header.body_offset)
-    first = items[0]
-    if first.name == NEK_HAN_FIELD_OBIS_LIST_VER_ID and not str(first.value).startswith("AIDON"):
+    first = items[0] if items else None
+    if (
+        first is not None
+        and first.name == NEK_HAN_FIELD_OBIS_LIST_VER_ID
+        and not str(first.value).startswith("AIDON")
+    ):
         raise DecodeError(f"expected an Aidon list id AIDON_..., found {first.value!r}", header.body_offset)
+    other = manufacturer_of(items)
+    if other not in (None, NAME):
+        raise DecodeError(f"expected an Aidon list, found one naming {other}", header.body_offset)
     return DecodedMessage(NAME, header.date_time, items)
 
 

@@ -118,11 +118,13 @@ def _is_text(raw: bytes) -> bool:
 
 def item_value(code: bytes, raw: AxdrValue) -> ItemValue | None:
     """Turn a raw A-XDR value into an item value; None means the item carries no value (null, no instant)."""
+    if code in CLOCK_CODES:  # the clock's value is a date-time (octet-string or tag 25); else no instant
+        if isinstance(raw, bytes):
+            return decode_date_time(raw, 0) if len(raw) == 12 else None
+        return raw.datetime if isinstance(raw, CosemDateTime) else None
     if isinstance(raw, (int, float, str)):
         return raw
     if isinstance(raw, bytes):
-        if code in CLOCK_CODES:  # the clock's value is a date-time; anything else is no instant
-            return decode_date_time(raw, 0) if len(raw) == 12 else None
         return octet_text(raw)
     if raw is None:
         return None
@@ -138,7 +140,7 @@ def make_item(code: bytes, raw: AxdrValue, scaler: int, unit: str | None) -> Met
     field = field_of(code)
     value = (
         apply_scaler(raw, scaler)
-        if scaler and isinstance(raw, (int, float)) and not isinstance(raw, bool)
+        if scaler and isinstance(raw, (int, float)) and not isinstance(raw, bool) and code not in CLOCK_CODES
         else item_value(code, raw)
     )
     if value is None:
