@@ -1,0 +1,70 @@
+"""Forward a meter's readings to InfluxDB (1.x, or 2.x through its v1 /write API), like the Aidon seed.
+
+Usage: python influxdb_forward.py /dev/ttyUSB0 http://localhost:8086 metering [--parity E] [--count N]
+       python influxdb_forward.py tcp://HOST:PORT http://localhost:8086 metering
+The database must exist (influx -execute 'CREATE DATABASE metering'). Points are batched; while InfluxDB is
+down they are kept (up to 100 000) and written when it is back. `amshan forward-influxdb` does the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from typing import Awaitable
+
+from amshan.autodecoder import AutoDecoder
+from amshan.influxdb import InfluxDbWriter, PointMaker
+from amshan.meter_connection import ConnectionManager, MeterTransportProtocol
+from amshan.serial_connection_factory import create_serial_frame_content_connection
+from amshan.tcp_connection_factory import create_tcp_frame_content_connection
+
+
+async def forward(source: str, url: str, database: str, parity: str, count: int | None) -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    def connect() -> Awaitable[MeterTransportProtocol]:
+        if source.startswith("tcp://"):
+            host, port = source[len("tcp://") :].rsplit(":", 1)
+            return create_tcp_frame_content_connection(queue, loop, host, int(port))
+        return create_serial_frame_content_connection(queue, loop, url=source, baudrate=2400, parity=parity)
+
+    manager = ConnectionManager(connect, idle_timeout=60)
+    connection_task = asyncio.ensure_future(manager.connect_loop())
+    writer = InfluxDbWriter(url, database, flush_interval=1.0)
+    writer_task = asyncio.ensure_future(writer.run())
+    points = PointMaker()  # tags meter_id and manufacturer; the meter's clock as timestamp when it sends one
+    decoder = AutoDecoder()
+    forwarded = 0
+    try:
+        while count is None or forwarded < count:
+            decoded = decoder.decode_frame_content(await queue.get())
+            point = points.make(decoded, decoder.previous_success_decoder) if decoded else None
+            if point is not None:
+                writer.add(point)
+                forwarded += 1
+    finally:
+        manager.close()
+        await connection_task
+        writer.stop()  # write what is buffered (gives up after drain_timeout) and return
+        await writer_task
+        print(f"{writer.written} points written, {writer.pending} not written")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("source", help="serial device or tcp://HOST:PORT")
+    parser.add_argument("url", help="InfluxDB URL, e.g. http://localhost:8086")
+    parser.add_argument("database")
+    parser.add_argument("--parity", choices=("N", "E"), default="N")
+    parser.add_argument("--count", type=int, help="stop after this many messages")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(forward(args.source, args.url, args.database, args.parity, args.count))
+
+
+if __name__ == "__main__":
+    main()
