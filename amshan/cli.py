@@ -49,6 +49,7 @@ _WINDOWS_PORT = re.compile(r"^COM\d+$", re.IGNORECASE)
 _EXIT_OK = 0
 _EXIT_FAILURE = 1
 _EXIT_USAGE = 2
+_EXIT_INTERRUPTED = 130
 
 SERIAL_HELP = "Aidon and Kaifa send 2400 baud 8E1 (--parity E); Kamstrup sends 2400 baud 8N1 (--parity N)."
 
@@ -94,6 +95,8 @@ def parse_source(text: str) -> Source:
         raise UsageError(f"no such file or device: {text!r}") from None
     if stat.S_ISCHR(mode):
         return Source("serial", text)
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"expected a file or a device, found the folder {text!r}")
     return Source("file", text)
 
 
@@ -373,7 +376,10 @@ async def read_recorded(
         stream: IO[bytes] = sys.stdin.buffer
         total = None
     else:
-        stream = open(source.location, "rb")  # noqa: SIM115 - closed below, read by the reader thread
+        try:
+            stream = open(source.location, "rb")  # noqa: SIM115 - closed below, read by the reader thread
+        except OSError as error:
+            raise UsageError(f"cannot read {source.location!r}: {error.strerror}") from None
         total = os.fstat(stream.fileno()).st_size or None
     progress = _Progress(stderr, total, sink) if source.kind == "file" and stderr.isatty() else None
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=4)
@@ -777,13 +783,13 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], Coroutine[An
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the ``amshan`` command line; return the exit status (0 ok, 1 failure, 2 usage)."""
+    """Run the ``amshan`` command line; return the exit status (0 ok, 1 failure, 2 usage, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     if args.command == "forward-influxdb":
         args.format = "none"
     logging.basicConfig(
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=("%(asctime)s " if args.verbose else "") + "%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     try:
@@ -791,8 +797,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         sys.stderr.write(f"amshan: {error}\n")
         return _EXIT_USAGE
-    except KeyboardInterrupt:
-        return _EXIT_OK
+    except KeyboardInterrupt:  # a second Ctrl-C while buffered points were being written
+        return _EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader of stdout went away (amshan read ... | head)
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

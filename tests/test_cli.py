@@ -331,3 +331,31 @@ def test_demo_default_obis_output() -> None:
     assert result.returncode == 0, result.stderr
     assert "# message 1 (Aidon)" in result.stdout
     assert re.search(r"^1\.1\.1\.7\.0\.255 +active_power_import +\d+ W$", result.stdout, re.MULTILINE)
+
+
+def test_progress_bar_on_a_terminal_only(capture: tuple[Path, list[dict[str, Any]]]) -> None:
+    path, vectors = capture
+    master, slave = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [str(AMSHAN), "read", str(path)], stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL
+        )
+        os.close(slave)
+        stdout, _ = process.communicate(timeout=TIMEOUT)
+        terminal = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            terminal += chunk
+    finally:
+        os.close(master)
+    assert process.returncode == 0
+    assert len(json_lines(stdout.decode())) == len(vectors)
+    size = path.stat().st_size
+    assert b"\r[" in terminal and b"100.0%" in terminal and f"{size:,} bytes".encode() in terminal
+    assert f"{len(vectors)} messages".encode() in terminal
+    assert "100.0%" not in run_amshan("read", str(path)).stderr  # stderr is a pipe here: no bar

@@ -21,6 +21,7 @@ import pytest
 from _support import corpus_frames, require_tool
 
 from amshan.influxdb import InfluxDbWriter, Point, PointMaker, message_to_point
+from amshan.simulator import MeterSimulator
 
 DATABASE = "meter"
 
@@ -410,3 +411,37 @@ def test_forwarder_survives_influxd_stopped_mid_run_and_restarted(
         f"forwarder: {len(vectors)} messages, {written_before} stored before influxd stopped, influxd"
         f" down {down:.1f} s while {restart_at - stop_at} messages arrived; {len(vectors)} stored in the end"
     )
+
+
+async def test_sigterm_stops_reading_and_writes_every_printed_message(influxd: InfluxServer) -> None:
+    frames = [bytes.fromhex(vector["hex"]) for vector in checked_vectors()]
+    async with MeterSimulator(frames, interval=0.02) as simulator:
+        process = await asyncio.create_subprocess_exec(
+            str(AMSHAN),
+            "read",
+            f"tcp://127.0.0.1:{simulator.port}",
+            "--influxdb",
+            influxd.url,
+            "--database",
+            DATABASE,
+            "--receive-time",
+            "--flush-interval",
+            "30",  # nothing is written before the signal: the drain must do it
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        try:
+            printed = [await asyncio.wait_for(process.stdout.readline(), 30) for _ in range(25)]
+            process.send_signal(signal.SIGTERM)
+            rest, stderr = await asyncio.wait_for(process.communicate(), 60)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode == 0, stderr.decode()
+    messages = [json.loads(line) for line in printed + rest.splitlines()]
+    rows = influxd.query("SELECT * FROM amshan")
+    assert len(rows) == len(messages) >= 25
+    stored = sorted(row["active_power_import"] for row in rows)
+    assert stored == sorted(message["active_power_import"] for message in messages)
