@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import Dict
+from typing import Dict, Optional
 
 from amshan._errors import DecodeError
 from amshan.dlms import read_notification_header
@@ -11,6 +11,7 @@ from amshan.generic import (
     DecodedMessage,
     ItemValue,
     MeterItem,
+    Trace,
     check_end,
     manufacturer_of,
     message_to_dict,
@@ -24,13 +25,13 @@ NAME = "Aidon"
 """The manufacturer name this decoder reports (meter_manufacturer, AutoDecoder.previous_success_decoder)."""
 
 
-def decode_message(frame_content: bytes) -> DecodedMessage:
+def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> DecodedMessage:
     """Decode an Aidon list (Norwegian lists 1-3 with list id AIDON_..., or the Swedish list without one)."""
     header = read_notification_header(frame_content)
     items: list[MeterItem] = []
     try:
         count, pos = read_container(frame_content, header.body_offset, (0x01,))
-        pos = walk_registers(frame_content, pos, count, items)
+        pos = walk_registers(frame_content, pos, count, items, trace)
     except (IndexError, struct.error):
         raise truncated(frame_content) from None
     check_end(frame_content, pos)

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+import struct
 import time
-from typing import Callable, Dict, List, Optional
+from operator import itemgetter
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from amshan import aidon, generic, kaifa, kamstrup
 from amshan._errors import DecodeError
-from amshan.dlms import read_notification_header
-from amshan.generic import DecodedMessage, ItemValue, MeterItem, message_to_dict
+from amshan.axdr import decode_date_time
+from amshan.dlms import apdu_offset, read_notification_header
+from amshan.generic import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
+from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME
 
 __all__ = ["DECODERS", "AutoDecoder", "MeterItem"]
 
 _LOGGER = logging.getLogger(__name__)
 
-DECODERS: Dict[str, Callable[[bytes], DecodedMessage]] = {
+DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
     aidon.NAME: aidon.decode_message,
     kaifa.NAME: kaifa.decode_message,
     kamstrup.NAME: kamstrup.decode_message,
@@ -24,6 +28,143 @@ DECODERS: Dict[str, Callable[[bytes], DecodedMessage]] = {
 """Every decoder by the name AutoDecoder reports for it."""
 
 _WARNING_INTERVAL = 60.0
+_MAX_SHAPES = 64
+
+# A-XDR tags whose value bytes the shape cache reads with struct (all other bytes are the skeleton)
+_NUMBER_FORMATS = {
+    0x05: "i", 0x06: "I", 0x0D: "B", 0x0F: "b", 0x10: "h", 0x11: "B",
+    0x12: "H", 0x14: "q", 0x15: "Q", 0x16: "B", 0x17: "f", 0x18: "d",
+}  # fmt: skip
+_Fields = Tuple[Any, ...]
+
+
+def _getter(indices: List[int]) -> Callable[[_Fields], _Fields]:
+    """Return a function picking the given fields as a tuple (itemgetter, also for a single index)."""
+    if len(indices) == 1:
+        index = indices[0]
+        return lambda fields: (fields[index],)
+    return itemgetter(*indices)
+
+
+class _Shape:
+    """A message layout seen before: its skeleton bytes and where its values sit, for one struct call.
+
+    Every byte of the message that is not the value of a number item, a clock item's date-time, the header
+    date-time in use or the invoke id belongs to the skeleton, which must equal the remembered one byte for
+    byte; the dictionary is then the remembered one with the new values put in.  Anything unusual (a
+    date-time that is no instant, a different skeleton) returns None and the full decoder runs instead.
+    """
+
+    __slots__ = (
+        "_clocks",
+        "_divided",
+        "_header",
+        "_multiplied",
+        "_plain_get",
+        "_plain_keys",
+        "_skeleton",
+        "_skeleton_get",
+        "_template",
+        "_unpack",
+        "name",
+    )
+
+    def __init__(self, name: str, content: bytes, message: DecodedMessage, trace: Trace) -> None:
+        """Lay out the shape of a message the full decoder decoded; raise ValueError if it has none."""
+        self.name = name
+        template = message_to_dict(message)
+        values: List[Tuple[int, int, str, str, Any]] = []  # (offset, size, format, key, scaler or "clock")
+        keys = [item.name or item.obis for item in message.items]
+        seen = set()
+        for position, code, scaler in trace:
+            field = field_of(code)
+            key = field.name or field.obis
+            if key in seen or keys.count(key) > 1:
+                raise ValueError(f"{key} twice")
+            seen.add(key)
+            tag = content[position]
+            number = _NUMBER_FORMATS.get(tag)
+            if number is not None and code not in CLOCK_CODES and key in template:
+                values.append((position + 1, struct.calcsize(">" + number), number, key, scaler))
+            elif tag == 0x09 and content[position + 1] == 12 and code in CLOCK_CODES and key in template:
+                values.append((position + 2, 12, "12s", key, "clock"))
+        header = read_notification_header(content)
+        invoke = apdu_offset(content) + 1
+        values.append((invoke, 4, "4x", "", None))
+        header_key = ""
+        if header.date_time_offset >= 0:
+            if any(item.name == NEK_HAN_FIELD_METER_DATETIME for item in message.items):
+                values.append((header.date_time_offset, 12, "12x", "", None))  # the clock item wins
+            elif message.date_time is not None:
+                values.append((header.date_time_offset, 12, "12s", NEK_HAN_FIELD_METER_DATETIME, "header"))
+                header_key = NEK_HAN_FIELD_METER_DATETIME
+        values.sort()
+        parts: List[str] = []
+        skeleton_indices: List[int] = []
+        skeleton: List[bytes] = []
+        plain: List[Tuple[int, str]] = []
+        self._multiplied: List[Tuple[int, str, int]] = []
+        self._divided: List[Tuple[int, str, int]] = []
+        self._clocks: List[Tuple[int, str]] = []
+        self._header = -1
+        cursor = index = 0
+        for offset, size, number, key, scaler in values:
+            if offset > cursor:
+                parts.append(f"{offset - cursor}s")
+                skeleton_indices.append(index)
+                skeleton.append(content[cursor:offset])
+                index += 1
+            parts.append(number)
+            cursor = offset + size
+            if number.endswith("x"):
+                continue
+            if scaler == "header":
+                self._header = index
+            elif scaler == "clock":
+                self._clocks.append((index, key))
+            elif scaler == 0:
+                plain.append((index, key))
+            elif scaler > 0:
+                self._multiplied.append((index, key, 10**scaler))
+            else:
+                self._divided.append((index, key, 10**-scaler))
+            index += 1
+        if cursor < len(content):
+            parts.append(f"{len(content) - cursor}s")
+            skeleton_indices.append(index)
+            skeleton.append(content[cursor:])
+        if header_key and header_key not in template:
+            raise ValueError("header date-time not in the dictionary")
+        self._unpack = struct.Struct(">" + "".join(parts)).unpack
+        self._skeleton_get = _getter(skeleton_indices) if skeleton_indices else None
+        self._skeleton = tuple(skeleton)
+        self._plain_keys = [key for _, key in plain]
+        self._plain_get = _getter([i for i, _ in plain]) if plain else None
+        self._template = template
+
+    def decode(self, content: bytes) -> Optional[Dict[str, ItemValue]]:
+        """Return the dictionary of a message of this shape, or None when the message does not fit it."""
+        fields = self._unpack(content)
+        if self._skeleton_get is not None and self._skeleton_get(fields) != self._skeleton:
+            return None
+        result = self._template.copy()
+        if self._plain_get is not None:
+            result.update(zip(self._plain_keys, self._plain_get(fields)))
+        for index, key, factor in self._multiplied:
+            result[key] = fields[index] * factor
+        for index, key, divisor in self._divided:
+            result[key] = fields[index] / divisor
+        for index, key in self._clocks:
+            moment = decode_date_time(fields[index], 0)
+            if moment is None:
+                return None
+            result[key] = moment
+        if self._header >= 0:
+            moment = decode_date_time(fields[self._header], 0)
+            if moment is None:
+                return None
+            result[NEK_HAN_FIELD_METER_DATETIME] = moment
+        return result
 
 
 def _candidates(frame_content: bytes) -> tuple[str, ...]:
@@ -46,10 +187,12 @@ class AutoDecoder:
     """Decode frame content of any supported meter; the decoder that succeeded last is tried first."""
 
     def __init__(self) -> None:
-        """Start without a previous decoder."""
+        """Start without a previous decoder and with an empty shape cache."""
         self._previous: Optional[str] = None
         self._last_warning = -_WARNING_INTERVAL
         self._suppressed_warnings = 0
+        self._shapes: Dict[int, _Shape] = {}
+        self.shape_cache_hits = 0
 
     @property
     def previous_success_decoder(self) -> Optional[str]:
@@ -58,20 +201,26 @@ class AutoDecoder:
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:
         """Decode an information field (LLC header optional) into manufacturer, date-time, items; or None."""
+        return self._decode(frame_content, None)
+
+    def _decode(self, frame_content: bytes, trace: Optional[Trace]) -> Optional[DecodedMessage]:
+        """Run the full decoders (the last good one first, then those fitting the body), never raising."""
         try:
             content = frame_content if isinstance(frame_content, bytes) else bytes(frame_content)
             previous = self._previous
             if previous is not None:
                 try:
-                    return DECODERS[previous](content)
+                    return DECODERS[previous](content, trace)
                 except DecodeError:
                     pass
             errors: List[str] = []
             for name in _candidates(content):
                 if name == previous:
                     continue
+                if trace is not None:
+                    trace.clear()
                 try:
-                    message = DECODERS[name](content)
+                    message = DECODERS[name](content, trace)
                 except DecodeError as error:
                     errors.append(f"{name}: {error}")
                     continue
@@ -91,9 +240,36 @@ class AutoDecoder:
         return None if message is None else message.items
 
     def decode_frame_content(self, frame_content: bytes) -> Optional[Dict[str, ItemValue]]:
-        """Decode an information field (LLC header optional) into the dictionary; None if nothing fits."""
-        message = self.decode_message(frame_content)
-        return None if message is None else message_to_dict(message)
+        """Decode an information field (LLC header optional) into the dictionary; None if nothing fits.
+
+        A message with the skeleton of one decoded before is read through that shape (one struct call);
+        any other message goes through the full decoder, whose result then becomes the shape of its length.
+        """
+        shape = self._shapes.get(len(frame_content))
+        if shape is not None:
+            try:
+                result = shape.decode(frame_content)
+            except Exception:  # not a bytes-like object of that length, or a bug: the full path decides
+                _LOGGER.debug("shape cache failed on %r", frame_content, exc_info=True)
+                result = None
+            if result is not None:
+                self._previous = shape.name
+                self.shape_cache_hits += 1
+                return result
+        trace: Trace = []
+        message = self._decode(frame_content, trace)
+        if message is None:
+            return None
+        name = self._previous
+        if name is not None:
+            try:
+                content = bytes(frame_content)
+                if len(self._shapes) >= _MAX_SHAPES:
+                    self._shapes.clear()
+                self._shapes[len(content)] = _Shape(name, content, message, trace)
+            except Exception:  # a layout the cache does not take (e.g. a key twice): full path only
+                self._shapes.pop(len(frame_content), None)
+        return message_to_dict(message)
 
     def _may_warn(self) -> bool:
         """Allow one warning per interval; count the ones held back."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import struct
 from datetime import datetime
-from typing import Dict, List, NamedTuple, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 from amshan._errors import DecodeError
 from amshan.axdr import (
@@ -55,6 +55,10 @@ class DecodedMessage(NamedTuple):
     manufacturer: str | None
     date_time: datetime | None
     items: list[MeterItem]
+
+
+Trace = List[Tuple[int, bytes, int]]
+"""Where each item's value starts: (offset of its tag, raw OBIS code, scaler) in walk order (shape cache)."""
 
 
 class _Field(NamedTuple):
@@ -183,7 +187,9 @@ def read_container(data: bytes, pos: int, tags: tuple[int, ...]) -> tuple[int, i
     return count, pos
 
 
-def walk_registers(data: bytes, pos: int, count: int, items: list[MeterItem]) -> int:
+def walk_registers(
+    data: bytes, pos: int, count: int, items: list[MeterItem], trace: Optional[Trace] = None
+) -> int:
     """Walk count structures {09 06 OBIS, value[, scaler-unit]} (Aidon layout); return the end position."""
     for _ in range(count):
         if data[pos] != 0x02 or data[pos + 2 : pos + 4] != b"\x09\x06":
@@ -192,6 +198,7 @@ def walk_registers(data: bytes, pos: int, count: int, items: list[MeterItem]) ->
             )
         size = data[pos + 1]
         code = data[pos + 4 : pos + 10]
+        start = pos
         raw, pos = read_value(data, pos + 10)
         if size == 3:
             scaler, unit, pos = _scaler_unit(data, pos)
@@ -202,6 +209,8 @@ def walk_registers(data: bytes, pos: int, count: int, items: list[MeterItem]) ->
         item = make_item(code, raw, scaler, unit)
         if item is not None:
             items.append(item)
+        if trace is not None:
+            trace.append((start + 10, code, scaler))
     return pos
 
 
@@ -213,6 +222,7 @@ def walk_interleaved(
     *,
     scalers: dict[bytes, int],
     unlabelled: list[tuple[int, AxdrValue]],
+    trace: Optional[Trace] = None,
 ) -> int:
     """Walk count structure elements: OBIS code, value[, scaler-unit] in turn (Kamstrup layout).
 
@@ -226,7 +236,8 @@ def walk_interleaved(
         tag = data[pos]
         if tag == 0x09 and data[pos + 1] == 0x06 and index + 1 < count:
             code = data[pos + 2 : pos + 8]
-            raw, pos = read_value(data, pos + 8)
+            start = pos + 8
+            raw, pos = read_value(data, start)
             index += 2
             if index < count and data[pos : pos + 3] == _SCALER_UNIT_HEAD:
                 scaler, unit, pos = _scaler_unit(data, pos)
@@ -236,11 +247,13 @@ def walk_interleaved(
             item = make_item(code, raw, scaler, unit)
             if item is not None:
                 items.append(item)
+            if trace is not None:
+                trace.append((start, code, scaler))
         elif tag == 0x00:
             pos += 1
             index += 1
         elif tag == 0x02 and data[pos + 2 : pos + 4] == b"\x09\x06":  # a register structure among them
-            pos = walk_registers(data, pos, 1, items)
+            pos = walk_registers(data, pos, 1, items, trace)
             index += 1
         else:
             raw, pos = read_data(data, pos)
@@ -288,7 +301,9 @@ def manufacturer_of(items: List[MeterItem]) -> str | None:
     return None
 
 
-def _decode_push_object_list(data: bytes, pos: int, count: int, items: list[MeterItem]) -> int:
+def _decode_push_object_list(
+    data: bytes, pos: int, count: int, items: list[MeterItem], trace: Optional[Trace]
+) -> int:
     """Decode a structure {push-object list, values...} (L+G / Iskra push setups, no scalers sent).
 
     The first element is the push setup's own object list: one descriptor {class, OBIS, attribute,
@@ -308,6 +323,7 @@ def _decode_push_object_list(data: bytes, pos: int, count: int, items: list[Mete
             and len(descriptor[1]) == 6
         ):
             raise DecodeError(f"expected a push-object descriptor, found {descriptor!r}", start)
+        start = pos
         raw, pos = read_data(data, pos)
         if descriptor[2] != 2:
             _LOGGER.debug("push object %s attribute %s skipped: %r", descriptor[1].hex(), descriptor[2], raw)
@@ -315,6 +331,8 @@ def _decode_push_object_list(data: bytes, pos: int, count: int, items: list[Mete
         item = make_item(descriptor[1], raw, 0, None)
         if item is not None:
             items.append(item)
+        if trace is not None:
+            trace.append((start, descriptor[1], 0))
     return pos
 
 
@@ -323,7 +341,7 @@ def _is_push_object_list(data: bytes, pos: int) -> bool:
     return data[pos : pos + 1] == b"\x01" and data[pos + 2 : pos + 6] == b"\x02\x04\x12\x00"
 
 
-def decode_message(frame_content: bytes) -> DecodedMessage:
+def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> DecodedMessage:
     """Decode a data-notification whose body carries OBIS codes: registers, interleaved or a push list."""
     header = read_notification_header(frame_content)
     data = frame_content
@@ -331,12 +349,12 @@ def decode_message(frame_content: bytes) -> DecodedMessage:
     try:
         count, pos = read_container(data, header.body_offset, (0x01, 0x02))
         if count and data[pos] == 0x02 and data[pos + 2 : pos + 4] == b"\x09\x06":
-            pos = walk_registers(data, pos, count, items)
+            pos = walk_registers(data, pos, count, items, trace)
         elif count and data[header.body_offset] == 0x02 and _is_push_object_list(data, pos):
-            pos = _decode_push_object_list(data, pos, count, items)
+            pos = _decode_push_object_list(data, pos, count, items, trace)
         elif data[header.body_offset] == 0x02:
             unlabelled: list[tuple[int, AxdrValue]] = []
-            pos = walk_interleaved(data, pos, count, items, scalers={}, unlabelled=unlabelled)
+            pos = walk_interleaved(data, pos, count, items, scalers={}, unlabelled=unlabelled, trace=trace)
             _add_unlabelled(unlabelled, count, items)
         else:
             raise DecodeError(f"expected OBIS codes in the body, found {data[pos : pos + 4].hex(' ')}", pos)

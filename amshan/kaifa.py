@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import Dict
+from typing import Dict, Optional
 
 from amshan import obis_map as om
 from amshan._errors import DecodeError
@@ -13,6 +13,7 @@ from amshan.generic import (
     DecodedMessage,
     ItemValue,
     MeterItem,
+    Trace,
     check_end,
     make_item,
     message_to_dict,
@@ -88,7 +89,9 @@ LAYOUTS: dict[int, tuple[tuple[bytes, int, str], ...]] = {
 """Kaifa's positional lists by item count (KFM_001): list 1, list 2 1P/3P, list 3 1P/3P."""
 
 
-def _walk_positional(data: bytes, pos: int, count: int, items: list[MeterItem]) -> int:
+def _walk_positional(
+    data: bytes, pos: int, count: int, items: list[MeterItem], trace: Optional[Trace]
+) -> int:
     """Walk a positional list, checking each position holds text or a number as documented."""
     layout = LAYOUTS.get(count)
     if layout is None:
@@ -107,10 +110,12 @@ def _walk_positional(data: bytes, pos: int, count: int, items: list[MeterItem]) 
         item = make_item(code, raw, scaler, None)
         if item is not None:
             items.append(item)
+        if trace is not None:
+            trace.append((start, code, scaler))
     return pos
 
 
-def decode_message(frame_content: bytes) -> DecodedMessage:
+def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> DecodedMessage:
     """Decode a Kaifa list: positional KFM_001 lists 1-3, or the Swedish list of OBIS code/value pairs."""
     header = read_notification_header(frame_content)
     data = frame_content
@@ -119,12 +124,14 @@ def decode_message(frame_content: bytes) -> DecodedMessage:
         count, pos = read_container(data, header.body_offset, (0x02,))
         if data[pos : pos + 2] == b"\x09\x06":
             unlabelled: list[tuple[int, AxdrValue]] = []
-            pos = walk_interleaved(data, pos, count, items, scalers=SCALERS, unlabelled=unlabelled)
+            pos = walk_interleaved(
+                data, pos, count, items, scalers=SCALERS, unlabelled=unlabelled, trace=trace
+            )
             if unlabelled:
                 index, raw = unlabelled[0]
                 raise DecodeError(f"expected an OBIS code before each value, found {raw!r} (element {index})")
         else:
-            pos = _walk_positional(data, pos, count, items)
+            pos = _walk_positional(data, pos, count, items, trace)
     except (IndexError, struct.error):
         raise truncated(data) from None
     check_end(data, pos)

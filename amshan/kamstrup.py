@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import Dict
+from typing import Dict, Optional
 
 from amshan._errors import DecodeError
 from amshan.axdr import AxdrValue
@@ -13,6 +13,7 @@ from amshan.generic import (
     DecodedMessage,
     ItemValue,
     MeterItem,
+    Trace,
     check_end,
     message_to_dict,
     read_container,
@@ -34,7 +35,7 @@ SCALERS: dict[bytes, int] = {
 _LIST_VERSION = obis_to_str(LIST_VERSION_CODE)
 
 
-def decode_message(frame_content: bytes) -> DecodedMessage:
+def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> DecodedMessage:
     """Decode a Kamstrup list (HAN-NVE lists 1 and 2, "DLMS push 1"), single-phase null padding included."""
     header = read_notification_header(frame_content)
     data = frame_content
@@ -44,7 +45,7 @@ def decode_message(frame_content: bytes) -> DecodedMessage:
         count, pos = read_container(data, header.body_offset, (0x02,))
         if data[pos] != 0x0A:
             raise DecodeError(f"expected the Kamstrup list id (tag 0a), found tag {data[pos]:02x}", pos)
-        pos = walk_interleaved(data, pos, count, items, scalers=SCALERS, unlabelled=unlabelled)
+        pos = walk_interleaved(data, pos, count, items, scalers=SCALERS, unlabelled=unlabelled, trace=trace)
     except (IndexError, struct.error):
         raise truncated(data) from None
     check_end(data, pos)

@@ -50,25 +50,25 @@ class TestAutoDecoder:
         calls: list[str] = []
         for name, function in list(DECODERS.items()):
 
-            def spy(content: bytes, name: str = name, function: Any = function) -> Any:
+            def spy(content: bytes, trace: Any, name: str = name, function: Any = function) -> Any:
                 calls.append(name)
-                return function(content)
+                return function(content, trace)
 
             monkeypatch.setitem(DECODERS, name, spy)
         decoder = AutoDecoder()
-        decoder.decode_frame_content(KAMSTRUP_LIST_2)
+        decoder.decode_message(KAMSTRUP_LIST_2)
         assert calls == ["Kamstrup"]  # picked by the body's shape, no trial of the others
         calls.clear()
-        decoder.decode_frame_content(KAMSTRUP_LIST_2)
+        decoder.decode_message(KAMSTRUP_LIST_2)
         assert calls == ["Kamstrup"]
         calls.clear()
-        decoder.decode_frame_content(AIDON_LIST_1)
+        decoder.decode_message(AIDON_LIST_1)
         assert calls == ["Kamstrup", "Aidon"]
 
     def test_a_decoder_bug_is_contained_and_logged(
         self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
-        def broken(content: bytes) -> Any:
+        def broken(content: bytes, trace: Any) -> Any:
             raise KeyError("bug")
 
         monkeypatch.setitem(DECODERS, "Aidon", broken)

@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amshan import DecodeError, aidon, generic, kaifa, kamstrup
-from amshan.autodecoder import AutoDecoder
+from amshan.autodecoder import DECODERS, AutoDecoder
+from amshan.dlms import apdu_offset, read_notification_header
+from amshan.generic import message_to_dict
 from amshan.hdlc import HdlcFrameReader
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -322,3 +324,102 @@ def mutated_corpus(draw: st.DrawFn) -> bytes:
 @given(mutated_corpus())
 def test_mutated_corpus_frames_never_escape(content: bytes) -> None:
     assert_contained(content)
+
+
+# The shape cache: a message of a shape seen before gives exactly the full decoder's dictionary
+
+NUMBER_SIZES = {0x05: 4, 0x06: 4, 0x0D: 1, 0x0F: 1, 0x10: 2, 0x11: 1, 0x12: 2, 0x14: 8, 0x15: 8, 0x16: 1,
+                0x17: 4, 0x18: 8}  # fmt: skip
+
+
+def _decodable_corpus_messages() -> List[bytes]:
+    contents = []
+    for vector in corpus_frames():
+        raw = bytes.fromhex(vector["hex"])
+        if vector["layer"] in ("llc", "apdu"):
+            candidates = [raw]
+        elif vector["layer"] == "hdlc":
+            candidates = [f.information for f in HdlcFrameReader().read(raw) if f.is_valid and f.information]
+        else:
+            continue
+        contents += [c for c in candidates if AutoDecoder().decode_frame_content(c) is not None]
+    return contents
+
+
+DECODABLE = _decodable_corpus_messages()
+
+
+def test_the_corpus_gives_shapes_to_cache() -> None:
+    assert len(DECODABLE) >= 100
+
+
+@st.composite
+def same_shape_variants(draw: st.DrawFn) -> Tuple[bytes, bytes, bool]:
+    """A corpus message and a variant with new values (maybe a new skeleton byte); True if values only."""
+    content = draw(st.sampled_from(DECODABLE))
+    decoder = AutoDecoder()
+    decoder.decode_message(content)
+    trace: List[Tuple[int, bytes, int]] = []
+    DECODERS[decoder.previous_success_decoder or ""](content, trace)
+    variant = bytearray(content)
+    values_only = True
+    for position, _code, _scaler in trace:
+        tag = content[position]
+        if tag in NUMBER_SIZES and draw(st.booleans()):
+            size = NUMBER_SIZES[tag]
+            variant[position + 1 : position + 1 + size] = draw(st.binary(min_size=size, max_size=size))
+        elif tag == 0x09 and content[position + 1] == 12 and draw(st.booleans()):
+            variant[position + 2 : position + 14] = draw(date_time_fields())
+            values_only = False  # a date-time that is no instant sends the message down the full path
+    header = read_notification_header(content)
+    if header.date_time_offset >= 0 and draw(st.booleans()):
+        offset = header.date_time_offset
+        variant[offset : offset + 12] = draw(date_time_fields())
+        values_only = False
+    apdu = apdu_offset(content)
+    variant[apdu + 1 : apdu + 5] = draw(st.binary(min_size=4, max_size=4))  # invoke id: no part of the result
+    if draw(st.integers(0, 9)) == 0:  # now and then a skeleton byte changes too
+        position = draw(st.integers(0, len(variant) - 1))
+        variant[position] ^= 1 << draw(st.integers(0, 7))
+        values_only = False
+    return content, bytes(variant), values_only
+
+
+@st.composite
+def date_time_fields(draw: st.DrawFn) -> bytes:
+    if draw(st.booleans()):
+        return enc.date_time_bytes(
+            draw(MOMENTS), deviation=draw(DEVIATIONS), status=draw(st.integers(0, 255))
+        )
+    return draw(st.binary(min_size=12, max_size=12))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(same_shape_variants())
+def test_shape_cache_gives_the_full_decoders_dictionary(case: Tuple[bytes, bytes, bool]) -> None:
+    original, variant, values_only = case
+    decoder, twin = AutoDecoder(), AutoDecoder()  # the twin has the same history but runs the full decoder
+    assert decoder.decode_frame_content(original) is not None
+    assert twin.decode_message(original) is not None
+    hits = decoder.shape_cache_hits
+    cached = decoder.decode_frame_content(variant)
+    message = twin.decode_message(variant)
+    full = None if message is None else message_to_dict(message)
+    assert cached == full
+    if full is not None:
+        assert cached is not None and list(cached) == list(full)  # same keys in the same order
+        for key, value in full.items():
+            assert type(cached[key]) is type(value)
+    if values_only:
+        assert decoder.shape_cache_hits == hits + 1
+
+
+@SETTINGS
+@given(
+    st.one_of(aidon_notifications(), kaifa_notifications(), kamstrup_notifications(), generic_notifications())
+)
+def test_shape_cache_on_generated_layouts(case: Tuple[bytes, Dict[str, Any]]) -> None:
+    content, expected = case
+    decoder = AutoDecoder()
+    assert decoder.decode_frame_content(content) == expected
+    assert decoder.decode_frame_content(content) == expected  # the second time through the cached shape
