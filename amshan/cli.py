@@ -37,8 +37,6 @@ from amshan.serial_connection_factory import (
 from amshan.simulator import DEFAULT_INTERVAL, METERS, MeterSimulator, bundled_frames, parse_hex_line
 from amshan.tcp_connection_factory import create_tcp_frame_connection, create_tcp_frame_content_connection
 
-_LOGGER = logging.getLogger(__name__)
-
 DEFAULT_IDLE_TIMEOUT = 60.0  # meters push at least every 10 s; a minute of silence means a dead link
 DEFAULT_DEMO_DURATION = 6.0
 DEFAULT_DEMO_INTERVAL = 0.5
@@ -103,17 +101,8 @@ def parse_source(text: str) -> Source:
 # --- output -------------------------------------------------------------------------------------------------
 
 
-def _json_default(value: object) -> str:
-    """Write datetimes (and dates, times) as ISO 8601, anything else JSON cannot hold as text."""
-    if isinstance(value, (datetime, date, datetime_time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray)):
-        return value.hex()
-    return str(value)
-
-
 def _text(value: object) -> str:
-    """Show a decoded value in the OBIS listing."""
+    """Show a decoded value as text: datetimes (and dates, times) in ISO 8601, the rest as str() does."""
     if isinstance(value, (datetime, date, datetime_time)):
         return value.isoformat()
     return str(value)
@@ -240,7 +229,7 @@ class Sink:
             dictionary = self._decoder.decode_frame_content(content)
             decoded = dictionary is not None
             if dictionary is not None and self.output_format == "json":
-                self._emit(json.dumps(dictionary, default=_json_default, ensure_ascii=False))
+                self._emit(json.dumps(dictionary, default=_text, ensure_ascii=False))
             if dictionary is not None and self._writer is not None and self._point_maker is not None:
                 point = self._point_maker.make(dictionary, self._decoder.previous_success_decoder)
                 if point is not None:
@@ -330,8 +319,13 @@ class _Progress:
 
 def _start_reader_thread(
     stream: IO[bytes], as_hex: bool, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]
-) -> None:
-    """Read the stream in a daemon thread (a blocked stdin never stalls the loop or the exit)."""
+) -> threading.Semaphore:
+    """Read the stream in a daemon thread (a blocked stdin never stalls the loop or the exit).
+
+    Items go on ``queue``; the thread waits for a free slot of the returned semaphore before each one, so the
+    reader must release a slot for every item it takes (at most four chunks are in flight).
+    """
+    slots = threading.Semaphore(4)
 
     def chunks() -> Any:
         if as_hex:
@@ -355,17 +349,23 @@ def _start_reader_thread(
                     return
                 yield ("data", data, len(data))
 
+    def put(item: Any) -> None:
+        slots.acquire()
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
     def run() -> None:
         try:
-            for item in chunks():
-                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
-        except (RuntimeError, OSError) as error:  # the loop has closed, or the stream failed
-            with contextlib.suppress(RuntimeError):
-                asyncio.run_coroutine_threadsafe(queue.put(("error", str(error), 0)), loop)
-                asyncio.run_coroutine_threadsafe(queue.put(None), loop)
+            try:
+                for item in chunks():
+                    put(item)
+            except OSError as error:  # the stream failed: say so, then end as at end of file
+                put(("error", f"reading failed: {error}", 0))
+            put(None)
+        except RuntimeError:  # the event loop has closed: nobody reads any more
+            return
 
     threading.Thread(target=run, name="amshan-reader", daemon=True).start()
+    return slots
 
 
 async def read_recorded(
@@ -382,21 +382,22 @@ async def read_recorded(
             raise UsageError(f"cannot read {source.location!r}: {error.strerror}") from None
         total = os.fstat(stream.fileno()).st_size or None
     progress = _Progress(stderr, total, sink) if source.kind == "file" and stderr.isatty() else None
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=4)
-    _start_reader_thread(stream, as_hex, asyncio.get_running_loop(), queue)
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    slots = _start_reader_thread(stream, as_hex, asyncio.get_running_loop(), queue)
     reader = HdlcFrameReader()
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not sink.finished.is_set():
             item = await _until(queue.get(), stop)
             if item is None:
                 break
+            slots.release()
             kind, payload, size = item
             if kind == "error":
                 sink.complaints.report(str(payload))
             else:
                 for frame in reader.read(payload):
                     sink.frame(frame)
-                    if stop.is_set():
+                    if sink.finished.is_set():
                         break
             if progress is not None:
                 progress.advance(size)
@@ -419,9 +420,7 @@ async def _until(awaitable: Awaitable[Any], stop: asyncio.Event) -> Any:
     return None
 
 
-async def read_live(
-    source: Source, args: argparse.Namespace, sink: Sink, stop: asyncio.Event
-) -> ConnectionManager:
+async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: asyncio.Event) -> None:
     """Read a serial port or TCP stream through the ConnectionManager until stopped."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=_QUEUE_SIZE)
@@ -446,7 +445,7 @@ async def read_live(
     manager = ConnectionManager(factory, idle_timeout=idle_timeout)
     connect_task = asyncio.ensure_future(manager.connect_loop())
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not sink.finished.is_set():
             item = await _until(queue.get(), stop)
             if item is None:
                 break
@@ -459,7 +458,6 @@ async def read_live(
         await asyncio.wait({connect_task}, timeout=10)
         if not connect_task.done():
             connect_task.cancel()
-    return manager
 
 
 # --- commands -----------------------------------------------------------------------------------------------

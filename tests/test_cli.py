@@ -359,3 +359,25 @@ def test_progress_bar_on_a_terminal_only(capture: tuple[Path, list[dict[str, Any
     assert b"\r[" in terminal and b"100.0%" in terminal and f"{size:,} bytes".encode() in terminal
     assert f"{len(vectors)} messages".encode() in terminal
     assert "100.0%" not in run_amshan("read", str(path)).stderr  # stderr is a pipe here: no bar
+
+
+def test_count_and_a_closed_stdout_end_a_file_run_early(capture: tuple[Path, list[dict[str, Any]]]) -> None:
+    path, vectors = capture
+    data = path.read_bytes() * 50
+    result = run_amshan("read", "-", "--count", "2", stdin=data)
+    assert result.returncode == 0, result.stderr
+    assert [message["meter_id"] for message in json_lines(result.stdout)] == [
+        vector["values"].get("meter_id") for vector in vectors[:2]
+    ]
+    frames = run_amshan("read", str(path), "--format", "frames", "--count", "3")
+    assert len(frames.stdout.splitlines()) == 6
+    head = subprocess.run(
+        f"'{AMSHAN}' read - | head -n 1",
+        shell=True,
+        input=data,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert head.returncode == 0 and len(head.stdout.splitlines()) == 1
+    assert b"Traceback" not in head.stderr and b"RuntimeWarning" not in head.stderr
