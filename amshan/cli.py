@@ -30,6 +30,7 @@ from amshan.autodecoder import AutoDecoder, MeterItem
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT, InfluxDbWriter, PointMaker
 from amshan.meter_connection import ConnectionManager, MeterTransportProtocol
+from amshan.obis_map import NEK_HAN_FIELD_METER_DATETIME
 from amshan.serial_connection_factory import (
     create_serial_frame_connection,
     create_serial_frame_content_connection,
@@ -219,38 +220,39 @@ class Sink:
     def message(self, content: bytes) -> None:
         """Take one message's content (the information field, segments joined): decode, print, forward."""
         self.messages += 1
-        decoded = True
-        if self.output_format == "obis":
-            items = self._decoder.decode_items(content)
-            decoded = items is not None
-            if items is not None:
-                self._emit(self._obis_block(items))
-        if decoded and (self.output_format == "json" or self._writer is not None):
+        items = self._decoder.decode_items(content) if self.output_format == "obis" else None
+        dictionary = None
+        if self.output_format in ("json", "obis") or self._writer is not None:
             dictionary = self._decoder.decode_frame_content(content)
-            decoded = dictionary is not None
-            if dictionary is not None and self.output_format == "json":
-                self._emit(json.dumps(dictionary, default=_text, ensure_ascii=False))
-            if dictionary is not None and self._writer is not None and self._point_maker is not None:
-                point = self._point_maker.make(dictionary, self._decoder.previous_success_decoder)
-                if point is not None:
-                    self._writer.add(point)
-        if not decoded:
+        if (dictionary if items is None else items) is None:
             preview = content[:24].hex() + ("..." if len(content) > 24 else "")
             self.complaints.report(
                 f"message {self.messages} ({len(content)} bytes) did not decode: {preview}"
             )
             return
         self.decoded += 1
+        if items is not None:
+            self._emit(self._obis_block(items, dictionary))
+        elif dictionary is not None and self.output_format == "json":
+            self._emit(json.dumps(dictionary, default=_text, ensure_ascii=False))
+        if dictionary is not None and self._writer is not None and self._point_maker is not None:
+            point = self._point_maker.make(dictionary, self._decoder.previous_success_decoder)
+            if point is not None:
+                self._writer.add(point)
         if self.output_format == "none":
             self._count()
 
-    def _obis_block(self, items: list[MeterItem]) -> str:
-        """Return one message as aligned lines: OBIS code, field name, value, unit."""
+    def _obis_block(self, items: list[MeterItem], dictionary: dict[str, Any] | None) -> str:
+        """Return one message as aligned lines: OBIS code, field name, value and unit of every item."""
+        header = f"# message {self.messages} ({self._decoder.previous_success_decoder})"
+        meter_time = (dictionary or {}).get(NEK_HAN_FIELD_METER_DATETIME)
+        if meter_time is not None and all(item.name != NEK_HAN_FIELD_METER_DATETIME for item in items):
+            header += f" sent {_text(meter_time)}"  # the time stamp of the notification, not an item
         values = [_text(item.value) for item in items]
         width = max((len(item.obis) for item in items), default=0)
         name_width = max((len(item.name or "") for item in items), default=0)
         value_width = max((len(value) for value in values), default=0)
-        lines = [f"# message {self.messages} ({self._decoder.previous_success_decoder})"]
+        lines = [header]
         lines.extend(
             f"{item.obis:<{width}}  {item.name or '':<{name_width}}  {value:>{value_width}}"
             f" {item.unit or ''}".rstrip()
