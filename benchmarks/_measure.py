@@ -1,22 +1,21 @@
 """Measurement harness shared by every implementation under test (stdlib only: it also runs in the old venv).
 
 Each implementation is an ``Impl``: a frame reader factory, a per-frame validity test, a message decoder
-factory and a pipeline (bytes in 1 KiB chunks -> dictionaries).  The same functions time all of them, so the
-ratios compare like with like.
+factory and a pipeline (bytes in 1 KiB chunks -> dictionaries).  The same pass functions drive all of them,
+so the ratios compare like with like.  A pass returns how many results it produced, which the caller checks
+against what the stream holds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import random
 import resource
-import statistics
 import sys
 import time
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-MB = 1_000_000
+Pass = Callable[[], int]
 
 
 class Impl:
@@ -40,16 +39,16 @@ class Impl:
         """Feed the chunks through the content protocol and decode every message; return dicts made."""
         raise NotImplementedError
 
-    def pipeline_sink(self) -> Callable[[bytes], Any]:
-        """Return a ``data_received``-like callable for the memory test (no decoding needed)."""
+    def feed_random(self, total: int, chunk: int) -> Dict[str, Any]:
+        """Feed ``total`` random bytes through the reader and content protocol (memory test)."""
         raise NotImplementedError
 
 
-def build_stream(frames: List[bytes], min_bytes: int) -> bytes:
-    """Repeat the frames in order until the stream holds at least ``min_bytes``; whole frames only."""
+def build_stream(frames: List[bytes], min_bytes: int) -> Tuple[bytes, int]:
+    """Repeat the frames in order into a stream of at least ``min_bytes``; return it and its frame count."""
     cycle = b"".join(frames)
-    reps = -(-min_bytes // len(cycle))
-    return cycle * reps
+    reps = max(1, -(-min_bytes // len(cycle)))
+    return cycle * reps, reps * len(frames)
 
 
 def chunked(data: bytes, size: int) -> List[bytes]:
@@ -57,27 +56,11 @@ def chunked(data: bytes, size: int) -> List[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def timed_runs(func: Callable[[], int], runs: int) -> Dict[str, Any]:
-    """Run ``func`` ``runs`` times after one untimed warm-up; return median seconds and the count it gave."""
-    count = func()
-    times = []
-    for _ in range(runs):
-        gc.collect()
-        start = time.perf_counter()
-        got = func()
-        times.append(time.perf_counter() - start)
-        if got != count:
-            raise RuntimeError(f"run gave {got} results, the warm-up gave {count}")
-    return {"seconds": statistics.median(times), "all_seconds": times, "count": count}
-
-
-def measure_reader(impl: Impl, chunks: List[bytes], expected_frames: int, runs: int) -> Dict[str, Any]:
-    """Time a fresh reader over the chunks (and the validity test of every frame it returns)."""
-    nbytes = sum(map(len, chunks))
+def reader_pass(impl: Impl, chunks: List[bytes]) -> Pass:
+    """One pass of a fresh reader over the chunks, checking every returned frame's validity."""
 
     def once() -> int:
-        reader = impl.new_reader()
-        read = reader.read
+        read = impl.new_reader().read
         count_valid = impl.count_valid
         valid = 0
         for chunk in chunks:
@@ -86,20 +69,11 @@ def measure_reader(impl: Impl, chunks: List[bytes], expected_frames: int, runs: 
                 valid += count_valid(frames)
         return valid
 
-    res = timed_runs(once, runs)
-    res.update(
-        bytes=nbytes,
-        mb_per_s=nbytes / res["seconds"] / MB,
-        frames_per_s=res["count"] / res["seconds"],
-        ok=res["count"] == expected_frames,
-        expected=expected_frames,
-    )
-    return res
+    return once
 
 
-def measure_decoder(impl: Impl, contents: List[bytes], messages: int, runs: int) -> Dict[str, Any]:
-    """Time one decoder over ``messages`` messages cycling through ``contents``."""
-    batch = (contents * (-(-messages // len(contents))))[:messages]
+def decoder_pass(impl: Impl, batch: List[bytes]) -> Pass:
+    """One pass of a fresh AutoDecoder over the messages; counts the dicts it returns."""
 
     def once() -> int:
         decode = impl.new_decoder()
@@ -109,28 +83,20 @@ def measure_decoder(impl: Impl, contents: List[bytes], messages: int, runs: int)
                 ok += 1
         return ok
 
-    res = timed_runs(once, runs)
-    res.update(
-        messages=len(batch),
-        msgs_per_s=len(batch) / res["seconds"],
-        ok=res["count"] == len(batch),
-        expected=len(batch),
-    )
-    return res
+    return once
 
 
-def measure_pipeline(impl: Impl, chunks: List[bytes], expected_msgs: int, runs: int) -> Dict[str, Any]:
-    """Time bytes -> dictionaries through the implementation's pipeline."""
-    nbytes = sum(map(len, chunks))
-    res = timed_runs(lambda: impl.pipeline(chunks), runs)
-    res.update(
-        bytes=nbytes,
-        msgs_per_s=res["count"] / res["seconds"],
-        mb_per_s=nbytes / res["seconds"] / MB,
-        ok=res["count"] == expected_msgs,
-        expected=expected_msgs,
-    )
-    return res
+def pipeline_pass(impl: Impl, chunks: List[bytes]) -> Pass:
+    """One pass of bytes -> dictionaries through the implementation's pipeline."""
+    return lambda: impl.pipeline(chunks)
+
+
+def time_pass(func: Pass) -> Tuple[float, int]:
+    """Run one pass after a collection; return (seconds, results)."""
+    gc.collect()
+    start = time.perf_counter()
+    count = func()
+    return time.perf_counter() - start, count
 
 
 def peak_rss_bytes() -> int:
@@ -162,40 +128,28 @@ def random_chunks(total: int, chunk: int, seed: int = 6) -> Iterable[bytes]:
         done += len(data)
 
 
-def feed_all(sink: Callable[[bytes], Any], chunks: Iterable[bytes]) -> None:
-    """Call ``sink`` with every chunk."""
-    for chunk in chunks:
-        sink(chunk)
-
-
 def measure_big_read(impl: Impl, stream: bytes, chunk: int, runs: int) -> Dict[str, Any]:
-    """Compare the per-byte cost of one ``read()`` of the whole stream with ``chunk``-byte reads."""
-    chunks = chunked(stream, chunk)
+    """Compare the per-byte cost of one ``read()`` of the whole stream with ``chunk``-byte reads.
 
-    def small() -> int:
-        reader = impl.new_reader()
-        read = reader.read
-        count_valid = impl.count_valid
-        n = 0
-        for c in chunks:
-            n += count_valid(read(c))
-        return n
+    The two are timed alternately, the median of each taken.
+    """
+    small = reader_pass(impl, chunked(stream, chunk))
 
     def big() -> int:
         return impl.count_valid(impl.new_reader().read(stream))
 
-    small_res = timed_runs(small, runs)
-    big_res = timed_runs(big, runs)
+    small_times, big_times, counts = [], [], set()
+    for _ in range(runs):
+        for func, times in ((small, small_times), (big, big_times)):
+            seconds, count = time_pass(func)
+            times.append(seconds)
+            counts.add(count)
+    small_seconds, big_seconds = sorted(small_times)[runs // 2], sorted(big_times)[runs // 2]
     return {
         "bytes": len(stream),
-        "small_seconds": small_res["seconds"],
-        "big_seconds": big_res["seconds"],
-        "ratio": big_res["seconds"] / small_res["seconds"],
-        "ok": small_res["count"] == big_res["count"],
-        "frames": big_res["count"],
+        "small_seconds": small_seconds,
+        "big_seconds": big_seconds,
+        "ratio": big_seconds / small_seconds,
+        "ok": len(counts) == 1,
+        "frames": counts.pop() if len(counts) == 1 else sorted(counts),
     }
-
-
-def run_async(coro_func: Callable[[], Any]) -> Any:
-    """Run an async callable to completion in a new event loop (protocols want a loop around them)."""
-    return asyncio.run(coro_func())

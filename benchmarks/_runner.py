@@ -1,11 +1,13 @@
-"""Run one benchmark task for one implementation in this process; job JSON on stdin, results JSON on stdout.
+"""Serve benchmark passes for one implementation (JSON lines on stdin/stdout), or run one memory task.
 
-    python _runner.py ours   # amshan from this checkout (run with the project's venv)
-    python _runner.py old    # amshan 2021.12.1 (run with benchmarks/.old-venv's python)
-    python _runner.py floor  # the floor of _floor.py (needs crcmod)
+    python _runner.py ours serve   # amshan from this checkout (run with the project's venv)
+    python _runner.py old serve    # amshan 2021.12.1 (run with benchmarks/.old-venv's python)
+    python _runner.py floor serve  # the floor of _floor.py (needs crcmod)
+    python _runner.py ours task    # one memory task, its job JSON on stdin (fresh process: clean peak RSS)
 
-bench.py starts it once per implementation and task, so that peak-RSS figures belong to one task only and the
-two packages named ``amshan`` never meet in one interpreter.
+bench.py keeps one server per implementation and asks them for timed passes in turn, so that load from
+elsewhere on a shared machine hits all implementations alike; the two packages named ``amshan`` never meet in
+one interpreter.
 """
 
 from __future__ import annotations
@@ -144,50 +146,86 @@ class FloorImpl(Impl):
         return {"messages": messages}
 
 
-def _meter_inputs(meter: Dict[str, Any]) -> Dict[str, Any]:
+def _inputs(meter: Dict[str, Any], stream_bytes: int, chunk: int) -> Dict[str, Any]:
     frames = [bytes.fromhex(h) for h in meter["frames"]]
-    contents = [bytes.fromhex(h) for h in meter["contents"]]
-    return {"frames": frames, "contents": contents}
+    stream, count = _measure.build_stream(frames, stream_bytes)
+    return {
+        "chunks": _measure.chunked(stream, chunk),
+        "bytes": len(stream),
+        "frames": count,
+        "contents": [bytes.fromhex(h) for h in meter["contents"]],
+    }
 
 
-def task_speed(impl: Any, job: Dict[str, Any]) -> Dict[str, Any]:
-    """Reader, decoder and pipeline figures for every meter."""
-    out: Dict[str, Any] = {}
-    chunk = job["chunk"]
-    runs = job["runs"]
-    parts = job.get("parts", ["reader", "decoder", "pipeline"])
-    for meter in job["meters"]:
-        inputs = _meter_inputs(meter)
-        stream = _measure.build_stream(inputs["frames"], job["stream_bytes"])
-        n_frames = len(inputs["frames"]) * (len(stream) // len(b"".join(inputs["frames"])))
-        chunks = _measure.chunked(stream, chunk)
-        res: Dict[str, Any] = {"stream_bytes": len(stream), "frames": n_frames}
-        needs = {
-            "reader": ("hdlc",),
-            "decoder": ("autodecoder",),
-            "pipeline": ("hdlc", "autodecoder", "meter_connection"),
-        }
-        for part in parts:
-            if not all(getattr(impl, module) is not None for module in needs[part]):
-                continue
-            try:
-                if part == "reader":
-                    res[part] = _measure.measure_reader(impl, chunks, n_frames, runs)
-                elif part == "decoder":
-                    contents, messages = inputs["contents"], job["decode_messages"]
-                    res[part] = _measure.measure_decoder(impl, contents, messages, runs)
-                else:
-                    res[part] = _measure.measure_pipeline(impl, chunks, n_frames, runs)
-            except Exception as exc:  # e.g. the old AutoDecoder raises KeyError on the Swedish list
-                res[part] = {"error": f"{type(exc).__name__}: {exc}", "ok": False}
-        out[meter["name"]] = res
-    return out
+_NEEDS = {
+    "reader": ("hdlc",),
+    "decoder": ("autodecoder",),
+    "pipeline": ("hdlc", "autodecoder", "meter_connection"),
+}
+
+
+def _consistency(impl: Any, contents: List[bytes]) -> Dict[str, Any]:
+    """Compare one long-lived decoder (warm: caches filled) with a fresh decoder per message (cold)."""
+    try:
+        warm = impl.new_decoder()
+        for content in contents:  # fill whatever the decoder remembers
+            warm(content)
+        differ = sum(1 for content in contents if warm(content) != impl.new_decoder()(content))
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"messages": len(contents), "differ": differ}
+
+
+def serve(impl: Any) -> None:
+    """Answer setup/run/quit commands, one JSON object a line, until quit or end of input."""
+    passes: Dict[str, Dict[str, Any]] = {}
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        reply: Dict[str, Any]
+        if cmd["cmd"] == "setup":
+            reply = {"missing": impl.missing, "python": sys.version.split()[0], "meters": {}}
+            for meter in cmd["meters"]:
+                inputs = _inputs(meter, cmd["stream_bytes"], cmd["chunk"])
+                contents = inputs["contents"]
+                batch = (contents * (-(-cmd["decode_messages"] // len(contents))))[: cmd["decode_messages"]]
+                info: Dict[str, Any] = {"bytes": inputs["bytes"], "frames": inputs["frames"], "parts": {}}
+                expected = {"reader": inputs["frames"], "decoder": len(batch), "pipeline": inputs["frames"]}
+                makers = {
+                    "reader": lambda i=inputs: _measure.reader_pass(impl, i["chunks"]),
+                    "decoder": lambda b=batch: _measure.decoder_pass(impl, b),
+                    "pipeline": lambda i=inputs: _measure.pipeline_pass(impl, i["chunks"]),
+                }
+                for part, needs in _NEEDS.items():
+                    if not all(getattr(impl, module) is not None for module in needs):
+                        continue
+                    func = makers[part]()
+                    try:
+                        seconds, count = _measure.time_pass(func)  # warm-up, and the count check
+                    except Exception as exc:  # e.g. the old AutoDecoder raises KeyError on the Swedish list
+                        info["parts"][part] = {"error": f"{type(exc).__name__}: {exc}"}
+                        continue
+                    passes.setdefault(meter["name"], {})[part] = func
+                    info["parts"][part] = {
+                        "expected": expected[part],
+                        "count": count,
+                        "ok": count == expected[part],
+                        "warmup_seconds": seconds,
+                    }
+                if impl.autodecoder is not None:
+                    info["consistency"] = _consistency(impl, contents)
+                reply["meters"][meter["name"]] = info
+        elif cmd["cmd"] == "run":
+            seconds, count = _measure.time_pass(passes[cmd["meter"]][cmd["part"]])
+            reply = {"seconds": seconds, "count": count}
+        else:
+            break
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
 
 
 def task_pipeline_memory(impl: Any, job: Dict[str, Any]) -> Dict[str, Any]:
     """Peak RSS growth of one pipeline pass over the first meter's stream (stream built beforehand)."""
-    inputs = _meter_inputs(job["meters"][0])
-    chunks = _measure.chunked(_measure.build_stream(inputs["frames"], job["stream_bytes"]), job["chunk"])
+    chunks = _inputs(job["meters"][0], job["stream_bytes"], job["chunk"])["chunks"]
     impl.pipeline(chunks[:64])  # warm up imports and caches before the baseline
     res = _measure.measure_peak_growth(lambda: impl.pipeline(chunks))
     res["stream_bytes"] = sum(map(len, chunks))
@@ -206,13 +244,12 @@ def task_random_memory(impl: Any, job: Dict[str, Any]) -> Dict[str, Any]:
 
 def task_big_read(impl: Any, job: Dict[str, Any]) -> Dict[str, Any]:
     """One read() of a big valid stream against 1 KiB reads of the same stream."""
-    inputs = _meter_inputs(job["meters"][0])
-    stream = _measure.build_stream(inputs["frames"], job["big_bytes"])
+    frames = [bytes.fromhex(h) for h in job["meters"][0]["frames"]]
+    stream, _ = _measure.build_stream(frames, job["big_bytes"])
     return _measure.measure_big_read(impl, stream, job["chunk"], job["runs"])
 
 
 TASKS = {
-    "speed": task_speed,
     "pipeline_memory": task_pipeline_memory,
     "random_memory": task_random_memory,
     "big_read": task_big_read,
@@ -220,13 +257,16 @@ TASKS = {
 
 
 def main() -> None:
-    which = sys.argv[1]
-    job = json.load(sys.stdin)
+    which, mode = sys.argv[1], sys.argv[2]
     counter = _CountingHandler()
     logging.getLogger().addHandler(counter)
     impl: Any = FloorImpl() if which == "floor" else AmshanImpl(which)
+    if mode == "serve":
+        serve(impl)
+        return
+    job = json.load(sys.stdin)
     result: Dict[str, Any] = {"impl": which, "python": sys.version.split()[0], "missing": impl.missing}
-    if not impl.missing or job["task"] == "speed":
+    if not impl.missing:
         result["result"] = TASKS[job["task"]](impl, job)
     result["log_records"] = counter.count
     json.dump(result, sys.stdout)

@@ -17,12 +17,14 @@ count on a shared, noisy machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -49,7 +51,6 @@ FULL = {
     "stream_bytes": 10_000_000,
     "old_stream_bytes": 1_000_000,
     "runs": 5,
-    "old_runs": 3,
     "decode_messages": 20_000,
     "old_decode_messages": 1_000,
     "random_bytes": 200_000_000,
@@ -60,7 +61,6 @@ QUICK = {
     "stream_bytes": 2_000_000,
     "old_stream_bytes": 250_000,
     "runs": 3,
-    "old_runs": 3,
     "decode_messages": 5_000,
     "old_decode_messages": 300,
     "random_bytes": 40_000_000,
@@ -91,17 +91,30 @@ def _info_position(frame_data: bytes) -> int:
     return pos + 4  # control, HCS
 
 
-def _int_leaves(content: bytes) -> List[Tuple[int, int]]:
-    """Return (tag, offset) of the integer items of a data-notification's body (after its date-time)."""
+def _value_leaves(content: bytes) -> List[Tuple[int, int]]:
+    """Return (tag, offset of the value) of the integers and 12-byte date-times of a data-notification.
+
+    The date-time of the APDU header (09 0C .., or a bare 0C .. as Kamstrup sends it) counts as one too.
+    """
+    leaves = []
     tag = content[8]
+    if tag == 0x09 and content[9] == 12:
+        leaves.append((0x19, 10))
+    elif tag == 0x0C:
+        leaves.append((0x19, 9))
     pos = 9 if tag == 0 else (10 + content[9] if tag == 0x09 else 9 + tag)
     sizes = {0x06: 4, 0x05: 4, 0x12: 2, 0x10: 2, 0x0F: 1, 0x11: 1, 0x16: 1, 0x14: 8, 0x15: 8}
-    leaves = []
     while pos < len(content):
         tag = content[pos]
         if tag in (0x01, 0x02):
             pos += 2
         elif tag in (0x09, 0x0A):
+            if (
+                tag == 0x09
+                and content[pos + 1] == 12
+                and 2000 <= int.from_bytes(content[pos + 2 : pos + 4], "big") < 2100
+            ):
+                leaves.append((0x19, pos + 2))  # an octet-string holding a date-time (the clock)
             pos += 2 + content[pos + 1]
         elif tag in sizes:
             leaves.append((tag, pos + 1))
@@ -129,12 +142,16 @@ def make_variants(frame: bytes, count: int, seed: int) -> List[bytes]:
     data = frame[1:-1]
     info_at = _info_position(data)
     content = data[info_at:-2]
-    leaves = [(tag, off) for tag, off in _int_leaves(content) if tag in (0x06, 0x10, 0x12)]
+    leaves = [(tag, off) for tag, off in _value_leaves(content) if tag in (0x06, 0x10, 0x12, 0x19)]
     rnd = random.Random(seed)
     out = [frame]
     while len(out) < count:
         body = bytearray(content)
+        clock = bytes((rnd.randrange(24), rnd.randrange(60), rnd.randrange(60)))  # one instant per message
         for tag, off in leaves:
+            if tag == 0x19:  # hour, minute, second of a date-time
+                body[off + 5 : off + 8] = clock
+                continue
             size = 4 if tag == 0x06 else 2
             body[off : off + size] = _new_value(tag, bytes(body[off : off + size]), rnd)
         header = data[: info_at - 2]
@@ -207,12 +224,14 @@ def old_python() -> Path:
     return python
 
 
+def _python_for(impl: str) -> str:
+    return str(old_python()) if impl == "old" else sys.executable
+
+
 def run_task(impl: str, job: Dict[str, Any]) -> Dict[str, Any]:
-    """Run one task in a fresh subprocess of the implementation's interpreter; return its JSON result."""
-    python = str(old_python()) if impl == "old" else sys.executable
-    started = time.perf_counter()
+    """Run one memory task in a fresh subprocess of the implementation's interpreter; return its result."""
     proc = subprocess.run(
-        [python, str(RUNNER), impl],
+        [_python_for(impl), str(RUNNER), impl, "task"],
         input=json.dumps(job),
         capture_output=True,
         text=True,
@@ -224,10 +243,116 @@ def run_task(impl: str, job: Dict[str, Any]) -> Dict[str, Any]:
         print(f"!! {impl} {job['task']} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
         return {"impl": impl, "error": tail}
     result: Dict[str, Any] = json.loads(proc.stdout)
-    result["wall_seconds"] = time.perf_counter() - started
-    for missing in result.get("missing", []):
-        print(f"-- {impl}: not measured yet: {missing}", file=sys.stderr)
     return result
+
+
+class Server:
+    """One implementation's _runner.py in serve mode: timed passes on request."""
+
+    def __init__(self, impl: str) -> None:
+        self.impl = impl
+        # a file, not a pipe: a pipe nobody reads could fill and block the runner; closed in close()
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [_python_for(impl), str(RUNNER), impl, "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            cwd=str(HERE),
+        )
+
+    def ask(self, **cmd: Any) -> Dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=30)
+            self.stderr.seek(0)
+            tail = "\n".join(self.stderr.read().strip().splitlines()[-15:])
+            raise RuntimeError(f"{self.impl} runner died (exit {self.proc.returncode}):\n{tail}")
+        reply: Dict[str, Any] = json.loads(line)
+        return reply
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+
+def _median(values: List[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def run_speed(impls: List[str], cfg: Dict[str, Any], meters: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Time every part for every meter, the implementations taking turns pass by pass."""
+    servers: Dict[str, Server] = {}
+    setups: Dict[str, Dict[str, Any]] = {}
+    speed: Dict[str, Dict[str, Any]] = {impl: {} for impl in ("ours", "old", "floor")}
+    try:
+        for impl in impls:
+            old = impl == "old"
+            print(f"... {impl}: setting up (and one warm-up pass of everything)", file=sys.stderr, flush=True)
+            servers[impl] = Server(impl)
+            setups[impl] = servers[impl].ask(
+                cmd="setup",
+                meters=meters,
+                chunk=CHUNK,
+                stream_bytes=cfg["old_stream_bytes"] if old else cfg["stream_bytes"],
+                decode_messages=cfg["old_decode_messages"] if old else cfg["decode_messages"],
+            )
+            for missing in setups[impl]["missing"]:
+                print(f"-- {impl}: not measured yet: {missing}", file=sys.stderr)
+        for meter in meters:
+            name = meter["name"]
+            print(f"... timing {name}", file=sys.stderr, flush=True)
+            for part in ("reader", "decoder", "pipeline"):
+                times: Dict[str, List[float]] = {}
+                for round_no in range(cfg["runs"]):
+                    order = impls[round_no % len(impls) :] + impls[: round_no % len(impls)]
+                    for impl in order:
+                        info = _get(setups[impl], "meters", name, "parts", part)
+                        if info is None or "error" in info:
+                            continue
+                        reply = servers[impl].ask(cmd="run", meter=name, part=part)
+                        if reply["count"] != info["count"]:
+                            info["ok"] = False
+                        times.setdefault(impl, []).append(reply["seconds"])
+                for impl in impls:
+                    info = _get(setups[impl], "meters", name, "parts", part)
+                    if info is None:
+                        continue
+                    entry = dict(info)
+                    if impl in times:
+                        seconds = _median(times[impl])
+                        meter_info = setups[impl]["meters"][name]
+                        entry.update(seconds=seconds, all_seconds=times[impl])
+                        if part == "decoder":
+                            entry["msgs_per_s"] = info["expected"] / seconds
+                        else:
+                            entry["mb_per_s"] = meter_info["bytes"] / seconds / 1e6
+                            entry["frames_per_s" if part == "reader" else "msgs_per_s"] = (
+                                meter_info["frames"] / seconds
+                            )
+                    speed[impl].setdefault(name, {})[part] = entry
+            for impl in impls:
+                consistency = _get(setups[impl], "meters", name, "consistency")
+                if consistency is not None:
+                    speed[impl].setdefault(name, {})["consistency"] = consistency
+    finally:
+        for server in servers.values():
+            server.close()
+    return speed
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -284,7 +409,7 @@ def print_table(
 
 def report(results: Dict[str, Any], cfg: Dict[str, Any], meters: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Print the tables and the targets; return the target verdicts."""
-    speed = {impl: results[impl].get("speed", {}).get("result", {}) for impl in ("ours", "old", "floor")}
+    speed = results["speed"]
 
     def rows(part: str, key: str) -> List[Tuple[str, List[Optional[float]], List[str]]]:
         out = []
@@ -302,6 +427,15 @@ def report(results: Dict[str, Any], cfg: Dict[str, Any], meters: List[Dict[str, 
     )
     print_table("(a) reader, frames/s", rows("reader", "frames_per_s"))
     print_table("(b) AutoDecoder, messages/s  (floor: positional A-XDR walk)", rows("decoder", "msgs_per_s"))
+    for impl in ("ours", "old"):
+        checks = [(m["name"], _get(speed[impl], m["name"], "consistency")) for m in meters]
+        shown = [
+            f"{name} raises" if "error" in c else f"{name} {c['messages'] - c['differ']}/{c['messages']}"
+            for name, c in checks
+            if c is not None
+        ]
+        if shown:
+            print(f"  {impl}, same dict from one warm decoder as from a fresh one: " + ", ".join(shown))
     print_table(
         "(c) pipeline bytes -> dicts, messages/s  (content protocol + AutoDecoder; floor: reader + walk)",
         rows("pipeline", "msgs_per_s"),
@@ -421,42 +555,29 @@ def main() -> None:
         f"on {platform.machine()}, {os.cpu_count()} CPUs"
     )
     print(
-        f"streams: ours/floor >= {cfg['stream_bytes'] / 1e6:g} MB per meter (median of {cfg['runs']}), "
-        f"old >= {cfg['old_stream_bytes'] / 1e6:g} MB (median of {cfg['old_runs']}); {CHUNK}-byte chunks; "
-        f"{VARIANTS} value variants per meter"
+        f"streams of >= {cfg['stream_bytes'] / 1e6:g} MB per meter "
+        f"(old: {cfg['old_stream_bytes'] / 1e6:g} MB), "
+        f"{CHUNK}-byte chunks, {VARIANTS} value variants per meter; median of {cfg['runs']} passes, "
+        "the implementations taking turns"
     )
     print("frames: " + ", ".join(f"{m['name']} = {m['id']} ({m['frame_bytes']} B)" for m in meters))
 
-    results: Dict[str, Dict[str, Any]] = {impl: {} for impl in ("ours", "old", "floor")}
+    results: Dict[str, Any] = {impl: {} for impl in ("ours", "old", "floor")}
+    results["speed"] = run_speed(impls, cfg, meters)
+    main_meter = [m for m in meters if m["name"] == MAIN_METER]
     for impl in impls:
-        old = impl == "old"
-        base = {
-            "meters": meters,
-            "chunk": CHUNK,
-            "runs": cfg["old_runs"] if old else cfg["runs"],
-            "stream_bytes": cfg["old_stream_bytes"] if old else cfg["stream_bytes"],
-            "decode_messages": cfg["old_decode_messages"] if old else cfg["decode_messages"],
-        }
-        print(f"... {impl}: speed", file=sys.stderr, flush=True)
-        results[impl]["speed"] = run_task(impl, {**base, "task": "speed"})
+        base = {"meters": main_meter, "chunk": CHUNK}
         print(f"... {impl}: memory", file=sys.stderr, flush=True)
-        main_meter = [m for m in meters if m["name"] == MAIN_METER]
+        stream_bytes = cfg["old_stream_bytes"] if impl == "old" else cfg["stream_bytes"]
         results[impl]["pipeline_memory"] = run_task(
-            impl, {**base, "meters": main_meter, "task": "pipeline_memory"}
+            impl, {**base, "task": "pipeline_memory", "stream_bytes": stream_bytes}
         )
-        if not old:  # the old reader is too slow for 200 MB, and quadratic in one big read()
+        if impl != "old":  # the old reader is too slow for 200 MB, and quadratic in one big read()
             results[impl]["random_memory"] = run_task(
                 impl, {**base, "task": "random_memory", "random_bytes": cfg["random_bytes"]}
             )
             results[impl]["big_read"] = run_task(
-                impl,
-                {
-                    **base,
-                    "meters": main_meter,
-                    "task": "big_read",
-                    "big_bytes": cfg["big_bytes"],
-                    "runs": cfg["big_runs"],
-                },
+                impl, {**base, "task": "big_read", "big_bytes": cfg["big_bytes"], "runs": cfg["big_runs"]}
             )
     verdicts = report(results, cfg, meters)
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
