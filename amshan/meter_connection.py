@@ -394,6 +394,9 @@ class ConnectionManager:
                 await self._abandon_attempt(attempt)
         if abandon:
             return None
+        if attempt.cancelled():  # cancelled from inside the factory: a failed attempt like any other
+            self._connect_failed(asyncio.CancelledError("the connection attempt was cancelled"))
+            return None
         error = attempt.exception()
         if error is not None:
             self._connect_failed(error)

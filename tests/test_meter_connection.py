@@ -362,6 +362,7 @@ async def test_connect_errors_back_off_exponentially_and_reset_on_success() -> N
     await server.start(port)
     try:
         await server.wait_client()
+        await wait_for_condition(lambda: manager.connection is not None, 2)  # the client side may lag
         gaps = [b - a for a, b in zip(attempts, attempts[1:])]
         # refused at once; then 0.05, 0.1, 0.2 (capped), 0.2 ... s between attempts
         for gap, want in zip(gaps, (0.05, 0.1, 0.2, 0.2, 0.2)):

@@ -22,6 +22,7 @@ from _processes import (
 )
 from _support import corpus_frames
 
+from amshan.autodecoder import AutoDecoder
 from amshan.meter_connection import ConnectionManager, ExponentialBackOff, SmartMeterFrameContentProtocol
 from amshan.serial_connection_factory import (
     create_serial_frame_connection,
@@ -42,6 +43,26 @@ def corpus_batches(count: int) -> list[tuple[bytes, list[bytes]]]:
             (b"".join(bytes.fromhex(v["hex"]) for v in part), [m for v in part for m in expected_messages(v)])
         )
     return batches
+
+
+DECODED_FIELDS = ("meter_id", "meter_type", "active_power_import", "voltage_l1", "current_l1")
+
+
+def assert_decoded_as_stated(received: list[bytes]) -> None:
+    """The Norwegian and Swedish pushes received decode to the values the corpus states for them."""
+    checked = 0
+    for vector in corpus_frames(layer="hdlc", valid=True, values_checked=True):
+        messages = expected_messages(vector)
+        if vector["country"] not in ("NO", "SE") or len(messages) != 1 or messages[0] not in received:
+            continue
+        decoded = AutoDecoder().decode_frame_content(messages[0])
+        assert decoded is not None, vector["id"]
+        for field in DECODED_FIELDS:
+            if field in vector["values"]:
+                found, stated = decoded.get(field), vector["values"][field]
+                assert found == pytest.approx(stated) if isinstance(stated, float) else found == stated, field
+                checked += 1
+    assert checked > 100
 
 
 async def drain(queue: asyncio.Queue[Any], count: int, timeout: float = 10) -> list[Any]:
@@ -95,7 +116,9 @@ async def test_openpty_frames_in_random_chunks_arrive_exactly_once(openpty: tupl
     await asyncio.sleep(0)  # connection_made: the port is open and read
     assert protocol.last_frame_time is not None
     await write_paced(master, random_chunks(data, random.Random(SEED)))
-    assert await drain(queue, len(want)) == want
+    got = await drain(queue, len(want))
+    assert got == want
+    assert_decoded_as_stated(got)
     transport.close()
     await asyncio.wait_for(protocol.done, 5)
     assert open_fd_count() == fds_before
