@@ -51,7 +51,8 @@ class _Shape:
 
     Every byte of the message that is not the value of a number item, a clock item's date-time, the header
     date-time in use or the invoke id belongs to the skeleton, which must equal the remembered one byte for
-    byte; the dictionary is then the remembered one with the new values put in.  Anything unusual (a
+    byte (checked at once: the message as one integer, masked); the dictionary is then the remembered one
+    with the new values put in.  Anything unusual (a
     date-time that is no instant, a different skeleton) returns None and the full decoder runs instead.
     """
 
@@ -59,11 +60,11 @@ class _Shape:
         "_clocks",
         "_divided",
         "_header",
+        "_mask",
         "_multiplied",
         "_plain_get",
         "_plain_keys",
         "_skeleton",
-        "_skeleton_get",
         "_template",
         "_unpack",
         "name",
@@ -100,8 +101,7 @@ class _Shape:
                 header_key = NEK_HAN_FIELD_METER_DATETIME
         values.sort()
         parts: List[str] = []
-        skeleton_indices: List[int] = []
-        skeleton: List[bytes] = []
+        mask = bytearray(b"\xff" * len(content))
         plain: List[Tuple[int, str]] = []
         self._multiplied: List[Tuple[int, str, int]] = []
         self._divided: List[Tuple[int, str, int]] = []
@@ -110,11 +110,9 @@ class _Shape:
         cursor = index = 0
         for offset, size, number, key, scaler in values:
             if offset > cursor:
-                parts.append(f"{offset - cursor}s")
-                skeleton_indices.append(index)
-                skeleton.append(content[cursor:offset])
-                index += 1
+                parts.append(f"{offset - cursor}x")
             parts.append(number)
+            mask[offset : offset + size] = bytes(size)
             cursor = offset + size
             if number.endswith("x"):
                 continue
@@ -130,14 +128,12 @@ class _Shape:
                 self._divided.append((index, key, 10**-scaler))
             index += 1
         if cursor < len(content):
-            parts.append(f"{len(content) - cursor}s")
-            skeleton_indices.append(index)
-            skeleton.append(content[cursor:])
+            parts.append(f"{len(content) - cursor}x")
         if header_key and header_key not in template:
             raise ValueError("header date-time not in the dictionary")
         self._unpack = struct.Struct(">" + "".join(parts)).unpack
-        self._skeleton_get = _getter(skeleton_indices) if skeleton_indices else None
-        self._skeleton = tuple(skeleton)
+        self._mask = int.from_bytes(mask, "big")
+        self._skeleton = int.from_bytes(content, "big") & self._mask
         self._plain_keys = [key for _, key in plain]
         self._plain_get = _getter([i for i, _ in plain]) if plain else None
         self._template = template
@@ -145,7 +141,7 @@ class _Shape:
     def decode(self, content: bytes) -> Optional[Dict[str, ItemValue]]:
         """Return the dictionary of a message of this shape, or None when the message does not fit it."""
         fields = self._unpack(content)
-        if self._skeleton_get is not None and self._skeleton_get(fields) != self._skeleton:
+        if int.from_bytes(content, "big") & self._mask != self._skeleton:
             return None
         result = self._template.copy()
         if self._plain_get is not None:
