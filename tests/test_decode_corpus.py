@@ -78,12 +78,21 @@ def mismatches(vector: Dict[str, Any]) -> Dict[str, Any]:
         return {"<message>": ("a message", None)}
     decoded = AutoDecoder().decode_frame_content(messages[-1])
     if decoded is None:
-        return {"<decode>": ("a dictionary", None)}
+        return {"<decode>": ("a dictionary", why_not(messages[-1]))}
     return {
         key: (want, decoded.get(key))
         for key, want in vector["values"].items()
         if not same(want, decoded.get(key))
     }
+
+
+def why_not(content: bytes) -> str:
+    """Say why no decoder takes a message: the header's error, else the generic decoder's."""
+    try:
+        generic.decode_frame_content(content)
+    except DecodeError as error:
+        return str(error)
+    return "?"
 
 
 def stated_vectors(*countries: str) -> List[Dict[str, Any]]:
