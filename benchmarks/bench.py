@@ -38,12 +38,20 @@ RUNNER = HERE / "_runner.py"
 
 sys.path.insert(0, str(ROOT))
 
-#: (label, corpus id): real, valid, unencrypted single-frame HDLC captures
-METERS: List[Tuple[str, str]] = [
-    ("Aidon NO list 3", "no-aidon-list3-gh1119-1"),
-    ("Kaifa NO list 3", "no-kaifa-list3-hass-hourly"),
-    ("Kamstrup NO list 2", "no-kamstrup-list2-em001-1"),
-    ("Aidon SE 27 items", "se-aidon-se-list-gh143-2"),
+#: (label, corpus ids in stream order): real, valid, unencrypted single-frame HDLC captures
+METERS: List[Tuple[str, Tuple[str, ...]]] = [
+    ("Aidon NO list 3", ("no-aidon-list3-gh1119-1",)),
+    ("Kaifa NO list 3", ("no-kaifa-list3-hass-hourly",)),
+    ("Kamstrup NO list 2", ("no-kamstrup-list2-em001-1",)),
+    ("Aidon SE 27 items", ("se-aidon-se-list-gh143-2",)),
+    # what an Aidon meter sends, compressed: list 1 every 2.5 s, list 2 every 10 s, list 3 (here) more often
+    (
+        "Aidon NO lists 1-3",
+        ("no-aidon-list1-hass-mini",) * 3
+        + ("no-aidon-list2-hass-short",)
+        + ("no-aidon-list1-hass-mini",) * 3
+        + ("no-aidon-list2-hass-short", "no-aidon-list3-gh1119-1"),
+    ),
 ]
 MAIN_METER = "Aidon NO list 3"
 
@@ -145,6 +153,8 @@ def make_variants(frame: bytes, count: int, seed: int) -> List[bytes]:
     leaves = [(tag, off) for tag, off in _value_leaves(content) if tag in (0x06, 0x10, 0x12, 0x19)]
     rnd = random.Random(seed)
     out = [frame]
+    if 0x7E in data or 0x7D in data:
+        raise SystemExit("a benchmark frame holds 0x7E/0x7D inside: pick another")
     while len(out) < count:
         body = bytearray(content)
         clock = bytes((rnd.randrange(24), rnd.randrange(60), rnd.randrange(60)))  # one instant per message
@@ -177,17 +187,25 @@ def load_meters() -> List[Dict[str, Any]]:
             vec = json.loads(line)
             vectors[vec["id"]] = vec
     meters = []
-    for index, (label, vid) in enumerate(METERS):
+    variants: Dict[str, List[bytes]] = {}
+    for vid in sorted({vid for _, ids in METERS for vid in ids}):
         vec = vectors[vid]
         if not (vec["layer"] == "hdlc" and vec["valid"] is True and not vec["encrypted"]):
             raise SystemExit(f"{vid} is not a valid unencrypted HDLC vector")
-        frames = make_variants(bytes.fromhex(vec["hex"]), VARIANTS, seed=index)
+        variants[vid] = make_variants(bytes.fromhex(vec["hex"]), VARIANTS, seed=len(variants))
+    for label, ids in METERS:
+        used = dict.fromkeys(ids, 0)
+        frames = []
+        for _ in range(VARIANTS):
+            for vid in ids:  # each frame of the pattern takes the next variant of its list
+                frames.append(variants[vid][used[vid] % VARIANTS])
+                used[vid] += 1
         contents = [f[1:-1][_info_position(f[1:-1]) : -2] for f in frames]
         meters.append(
             {
                 "name": label,
-                "id": vid,
-                "frame_bytes": len(frames[0]),
+                "id": "+".join(dict.fromkeys(ids)),
+                "frame_bytes": len(b"".join(frames)) // len(frames),
                 "frames": [f.hex() for f in frames],
                 "contents": [c.hex() for c in contents],
             }
@@ -560,7 +578,8 @@ def main() -> None:
         f"{CHUNK}-byte chunks, {VARIANTS} value variants per meter; median of {cfg['runs']} passes, "
         "the implementations taking turns"
     )
-    print("frames: " + ", ".join(f"{m['name']} = {m['id']} ({m['frame_bytes']} B)" for m in meters))
+    for m in meters:
+        print(f"  {m['name']:<20} {m['id']} (corpus; {m['frame_bytes']} B a frame on average)")
 
     results: Dict[str, Any] = {impl: {} for impl in ("ours", "old", "floor")}
     results["speed"] = run_speed(impls, cfg, meters)
