@@ -19,11 +19,11 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as datetime_time
-from typing import IO, Any, Optional, TextIO
+from typing import Any, Optional, TextIO
 
 from amshan import __version__
 from amshan.autodecoder import AutoDecoder, MeterItem
@@ -319,37 +319,57 @@ class _Progress:
 # --- reading ------------------------------------------------------------------------------------------------
 
 
-def _start_reader_thread(
-    stream: IO[bytes], as_hex: bool, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]
-) -> threading.Semaphore:
-    """Read the stream in a daemon thread (a blocked stdin never stalls the loop or the exit).
+_MAX_HEX_LINE = 1 << 20
 
-    Items go on ``queue``; the thread waits for a free slot of the returned semaphore before each one, so the
-    reader must release a slot for every item it takes (at most four chunks are in flight).
+
+def _hex_item(number: int, line: bytes) -> tuple[str, Any, int]:
+    """Turn a line of hex text into a queue item: the frame's bytes (flags added if missing), or an error."""
+    try:
+        data = parse_hex_line(line.decode("ascii", "replace"))
+    except ValueError:
+        return ("error", f"line {number} is not hex: {line[:60]!r}", len(line) + 1)
+    if data is None:
+        data = b""
+    elif data[:1] != b"\x7e" and data[-1:] != b"\x7e":
+        data = b"\x7e" + data + b"\x7e"  # a frame published without its flags
+    return ("data", data, len(line) + 1)
+
+
+def _start_reader_thread(
+    fd: int, close: bool, as_hex: bool, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any]
+) -> threading.Semaphore:
+    """Read a file descriptor in a daemon thread, so a blocked stdin never stalls the loop or the exit.
+
+    The thread uses os.read, not a buffered stream: a daemon thread blocked inside sys.stdin's buffer would
+    hold its lock at interpreter shutdown. Items go on ``queue``; before each one the thread waits for a slot
+    of the returned semaphore, and the reader releases a slot for every item it takes (four in flight).
     """
     slots = threading.Semaphore(4)
 
-    def chunks() -> Any:
-        if as_hex:
-            for number, line in enumerate(stream, 1):
-                try:
-                    data = parse_hex_line(line.decode("ascii", "replace"))
-                except ValueError:
-                    yield ("error", f"line {number} is not hex: {line[:60]!r}", len(line))
-                    continue
-                if data is None:
-                    yield ("data", b"", len(line))
-                elif data[:1] != b"\x7e" and data[-1:] != b"\x7e":
-                    yield ("data", b"\x7e" + data + b"\x7e", len(line))  # a frame published without its flags
-                else:
-                    yield ("data", data, len(line))
-        else:
-            read = getattr(stream, "read1", stream.read)
-            while True:
-                data = read(_CHUNK_SIZE)
-                if not data:
-                    return
+    def blocks() -> Iterator[bytes]:
+        while True:
+            data = os.read(fd, _CHUNK_SIZE)
+            if not data:
+                return
+            yield data
+
+    def items() -> Iterator[tuple[str, Any, int]]:
+        if not as_hex:
+            for data in blocks():
                 yield ("data", data, len(data))
+            return
+        pending = b""
+        number = 0
+        for data in blocks():
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                number += 1
+                yield _hex_item(number, line)
+            if len(pending) > _MAX_HEX_LINE:
+                yield ("error", f"line {number + 1} is longer than {_MAX_HEX_LINE} bytes: skipped", 0)
+                pending = b""
+        if pending.strip():
+            yield _hex_item(number + 1, pending)
 
     def put(item: Any) -> None:
         slots.acquire()
@@ -358,13 +378,16 @@ def _start_reader_thread(
     def run() -> None:
         try:
             try:
-                for item in chunks():
+                for item in items():
                     put(item)
             except OSError as error:  # the stream failed: say so, then end as at end of file
                 put(("error", f"reading failed: {error}", 0))
             put(None)
         except RuntimeError:  # the event loop has closed: nobody reads any more
-            return
+            pass
+        finally:
+            if close:
+                os.close(fd)
 
     threading.Thread(target=run, name="amshan-reader", daemon=True).start()
     return slots
@@ -375,17 +398,17 @@ async def read_recorded(
 ) -> None:
     """Read a capture file or stdin to its end (or until stopped), feeding every frame to the sink."""
     if source.kind == "stdin":
-        stream: IO[bytes] = sys.stdin.buffer
+        fd = sys.stdin.fileno()
         total = None
     else:
         try:
-            stream = open(source.location, "rb")  # noqa: SIM115 - closed below, read by the reader thread
+            fd = os.open(source.location, os.O_RDONLY)  # closed by the reader thread
         except OSError as error:
             raise UsageError(f"cannot read {source.location!r}: {error.strerror}") from None
-        total = os.fstat(stream.fileno()).st_size or None
+        total = os.fstat(fd).st_size or None
     progress = _Progress(stderr, total, sink) if source.kind == "file" and stderr.isatty() else None
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    slots = _start_reader_thread(stream, as_hex, asyncio.get_running_loop(), queue)
+    slots = _start_reader_thread(fd, source.kind == "file", as_hex, asyncio.get_running_loop(), queue)
     reader = HdlcFrameReader()
     try:
         while not stop.is_set() and not sink.finished.is_set():
@@ -406,8 +429,6 @@ async def read_recorded(
     finally:
         if progress is not None:
             progress.close()
-        if source.kind == "file":
-            stream.close()
 
 
 async def _until(awaitable: Awaitable[Any], stop: asyncio.Event) -> Any:
