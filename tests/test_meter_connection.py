@@ -366,7 +366,7 @@ async def test_connect_errors_back_off_exponentially_and_reset_on_success() -> N
         gaps = [b - a for a, b in zip(attempts, attempts[1:])]
         # refused at once; then 0.05, 0.1, 0.2 (capped), 0.2 ... s between attempts
         for gap, want in zip(gaps, (0.05, 0.1, 0.2, 0.2, 0.2)):
-            assert want <= gap < want + 0.15, gaps
+            assert want <= gap < want + 0.3, gaps
         assert back_off.current_delay_sec == 0
         assert manager.connection_count == 1
     finally:
@@ -396,7 +396,7 @@ async def test_lost_connection_reconnects_at_once_then_the_circuit_breaker_waits
     manager = ConnectionManager(
         lambda: create_tcp_frame_content_connection(queue, None, "127.0.0.1", meter_server.port),
         connection_lost_back_off_threshold=2,
-        connection_lost_back_off_sleep_sec=0.3,
+        connection_lost_back_off_sleep_sec=0.6,
     )
     assert manager.connection_lost_back_off_threshold == 2
     task = asyncio.ensure_future(manager.connect_loop())
@@ -406,17 +406,17 @@ async def test_lost_connection_reconnects_at_once_then_the_circuit_breaker_waits
         lost_at = time.monotonic()
         await meter_server.wait_client()
         first_reconnect = time.monotonic() - lost_at
-        assert first_reconnect < 0.25  # the first loss reconnects without waiting
+        assert first_reconnect < 0.4  # the first loss reconnects without waiting
         await meter_server.drop_clients()
         lost_at = time.monotonic()
         await meter_server.wait_client()
         second_reconnect = time.monotonic() - lost_at
-        assert 0.3 <= second_reconnect < 0.6  # a second loss within 2 s: the circuit breaker's 0.3 s
+        assert 0.6 <= second_reconnect < 1.5  # a second loss within 2 s: the circuit breaker's 0.6 s
         manager.connection_lost_back_off_sleep_sec = 0.1  # the old attribute names stay settable
         await meter_server.drop_clients()
         lost_at = time.monotonic()
         await meter_server.wait_client()
-        assert 0.1 <= time.monotonic() - lost_at < 0.3
+        assert 0.1 <= time.monotonic() - lost_at < 0.5
     finally:
         await run_until_closed(manager, task)
 
@@ -439,10 +439,12 @@ async def test_idle_watchdog_reconnects_a_silent_connection_but_not_a_talking_on
             await asyncio.sleep(0.1)
         assert manager.idle_disconnects == 0
         assert meter_server.accepted == 1
-        silent_since = time.monotonic()
+        assert manager.connection is not None
+        silent_since = manager.connection[1].last_frame_time
+        assert silent_since is not None
         await meter_server.wait_client()
         elapsed = time.monotonic() - silent_since
-        assert 0.2 <= elapsed < 0.6, elapsed  # the last frame was ~0.1 s before silent_since
+        assert 0.3 <= elapsed < 0.8, elapsed
         assert manager.idle_disconnects == 1
         assert queue.qsize() == 6
     finally:
@@ -458,14 +460,15 @@ async def test_garbage_does_not_keep_the_watchdog_quiet(meter_server: MeterServe
     task = asyncio.ensure_future(manager.connect_loop())
     try:
         writer = await meter_server.wait_client()
-        started = time.monotonic()
-        for _ in range(10):
+        await wait_for_condition(lambda: manager.connection is not None, 2)
+        assert manager.connection is not None
+        started = manager.connection[1].last_frame_time  # connection_made
+        assert started is not None
+        while not manager.idle_disconnects:
+            assert time.monotonic() - started < 2, "the watchdog did not fire"
             writer.write(bytes(range(0x7E)))  # noise, never a valid frame
             await asyncio.sleep(0.05)
-            if manager.idle_disconnects:
-                break
-        assert manager.idle_disconnects == 1
-        assert 0.3 <= time.monotonic() - started < 0.5
+        assert 0.3 <= time.monotonic() - started < 1.0
     finally:
         await run_until_closed(manager, task)
 
@@ -484,7 +487,7 @@ async def test_close_during_a_hanging_connect_returns_promptly_and_cancels_the_a
     await asyncio.wait_for(started.wait(), 1)
     began = time.monotonic()
     await run_until_closed(manager, task)
-    assert time.monotonic() - began < 0.1
+    assert time.monotonic() - began < 0.5
     assert len(asyncio.all_tasks()) == tasks_before
 
 
@@ -496,7 +499,7 @@ async def test_close_during_back_off_returns_promptly() -> None:
     await wait_for_condition(lambda: manager.back_off_connect_error.current_delay_sec == 1, 2)
     began = time.monotonic()
     await run_until_closed(manager, task)
-    assert time.monotonic() - began < 0.1
+    assert time.monotonic() - began < 0.5  # not after the 1 s back-off
 
 
 async def test_cancelling_connect_loop_closes_the_connection(meter_server: MeterServer) -> None:

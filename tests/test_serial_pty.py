@@ -181,7 +181,7 @@ async def test_socat_unplug_and_replug_reconnects_and_every_frame_arrives_once(s
             await wait_connected(manager, previous=protocol)
             reconnect = time.monotonic() - replugged
             print(f"serial replug -> reconnected in {reconnect:.3f} s")
-            assert reconnect < 0.5  # back-off capped at 0.2 s here
+            assert reconnect < 1.0  # back-off capped at 0.2 s here
         assert got == [m for _, want in batches for m in want]
         assert manager.connection_count == len(batches)
     finally:

@@ -135,7 +135,7 @@ async def test_ser2net_stopped_and_restarted_reconnects_with_back_off(rig: Rig) 
     await rig.connected(previous=protocol)
     reconnect = time.monotonic() - restarted
     print(f"ser2net restart -> frames flow again in {reconnect:.3f} s (back-off at its 0.4 s cap)")
-    assert reconnect < 0.4 + 0.3
+    assert reconnect < 0.4 + 0.8
     assert rig.back_off.current_delay_sec == 0  # reset on success
     await rig.send_and_receive(*batches[1], rng)
     assert manager.connection_count == 2
@@ -158,7 +158,7 @@ async def test_device_unplugged_behind_ser2net_reconnects_when_it_returns(rig: R
         f"device behind ser2net replugged -> frames flow again in {reconnect:.3f} s "
         f"({manager.connection_count - 2} short connections while it was gone)"
     )
-    assert reconnect < 1.0
+    assert reconnect < 2.0
     await rig.send_and_receive(*batches[1], rng)
 
 
@@ -175,6 +175,6 @@ async def test_silent_ser2net_connection_is_detected_by_the_watchdog(rig: Rig) -
     print(
         f"silent ser2net stream, idle_timeout 0.5 s: frames flow again {reconnect:.3f} s after the last one"
     )
-    assert 0.5 <= reconnect < 1.2
+    assert 0.5 <= reconnect < 1.5
     assert manager.idle_disconnects == 1
     await rig.send_and_receive(data, want, rng)
