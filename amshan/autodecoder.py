@@ -227,7 +227,7 @@ class AutoDecoder:
             self._warn("frame content does not decode: %s", str(error))
         except Exception:  # a decoder bug must not take the caller down; report it (rate-limited)
             if self._may_warn():
-                _LOGGER.exception("decoder failure on frame content %s", bytes(frame_content).hex())
+                _LOGGER.exception("decoder failure on frame content %r", frame_content)
         return None
 
     def decode_items(self, frame_content: bytes) -> Optional[List[MeterItem]]:
@@ -241,7 +241,10 @@ class AutoDecoder:
         A message with the skeleton of one decoded before is read through that shape (one struct call);
         any other message goes through the full decoder, whose result then becomes the shape of its length.
         """
-        shape = self._shapes.get(len(frame_content))
+        try:
+            shape = self._shapes.get(len(frame_content))
+        except TypeError:  # not bytes at all: the full path logs it and gives None
+            shape = None
         if shape is not None:
             try:
                 result = shape.decode(frame_content)

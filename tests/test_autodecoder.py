@@ -89,6 +89,11 @@ class TestAutoDecoder:
         assert AutoDecoder().decode_frame_content(content) is None
         assert AutoDecoder().decode_items(content) is None
 
+    @pytest.mark.parametrize("content", [None, "e6e7000f", 42])
+    def test_never_raises_on_non_bytes_either(self, content: Any) -> None:
+        assert AutoDecoder().decode_frame_content(content) is None
+        assert AutoDecoder().decode_items(content) is None
+
     def test_bytearray_and_memoryview_are_accepted(self) -> None:
         expected = AutoDecoder().decode_frame_content(AIDON_LIST_1)
         assert AutoDecoder().decode_frame_content(bytearray(AIDON_LIST_1)) == expected  # type: ignore[arg-type]
