@@ -8,6 +8,7 @@ from typing import Callable, NamedTuple
 
 from amshan._errors import DecodeError
 from amshan.axdr import AxdrValue, CosemDateTime, decode_date_time, read_data, read_date_time
+from amshan.hdlc import LLC_HEADER  # the LLC sublayer rides on HDLC; M-Bus and P1 transports carry none
 
 __all__ = [
     "LLC_HEADER",
@@ -19,9 +20,6 @@ __all__ = [
     "decode_data_notification",
     "read_notification_header",
 ]
-
-LLC_HEADER = b"\xe6\xe7\x00"
-"""LLC header of a server's push frame: destination LSAP 0xE6, source LSAP 0xE7, quality 0x00."""
 
 
 class ApduTag(IntEnum):

@@ -35,7 +35,8 @@ _MIN_FRAME_LENGTH = 7
 _MAX_ADDRESS_LENGTH = 4
 _ESCAPED_OCTET = re.compile(rb"\x7d(.)", re.DOTALL)
 _FLAG_RUN = re.compile(rb"\x7e+")
-#: The LLC header that opens every message a meter pushes (GB9 section 8.3.2).
+#: The LLC header opening every message a meter pushes over HDLC: destination LSAP 0xE6, source LSAP 0xE7
+#: (a response), quality 0x00 (GB9 section 8.3.2).
 LLC_HEADER = b"\xe6\xe7\x00"
 _HEADER_KEY_LENGTH = 10
 _MAX_CHECKED_HEADERS = 64
