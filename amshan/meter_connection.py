@@ -165,12 +165,12 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
                 _LOGGER.exception("%s: frame reader failed on %d bytes", self._name(), len(data))
             return
         for frame in frames:
-            if frame.is_valid:
-                self.frames_received += 1
-                self._last_frame_time = time.monotonic()
-            else:
-                self.invalid_frames += 1
             try:
+                if frame.is_valid:
+                    self.frames_received += 1
+                    self._last_frame_time = time.monotonic()
+                else:
+                    self.invalid_frames += 1
                 self.frame_received(frame)
             except Exception:
                 if self._error_log.ready():

@@ -13,7 +13,7 @@ import pytest
 from _processes import complete_vectors, expected_messages, open_fd_count, random_chunks, vector_frames
 from _support import corpus_frames
 
-from amshan.hdlc import HdlcFrame
+from amshan.hdlc import HdlcFrame, HdlcFrameReader
 from amshan.meter_connection import (
     BackOffStrategy,
     ConnectionManager,
@@ -227,6 +227,21 @@ async def test_data_received_never_raises_even_when_handling_fails(caplog: pytes
             protocol.data_received(first_message_frame())
     assert protocol.frames_received == 10
     assert len([r for r in caplog.records if "handling a received frame failed" in r.getMessage()]) == 1
+
+
+async def test_data_received_never_raises_when_the_reader_fails(caplog: pytest.LogCaptureFixture) -> None:
+    class BrokenReader(HdlcFrameReader):
+        def read(self, data: bytes) -> list[HdlcFrame]:
+            raise IndexError("a reader bug")
+
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    protocol = SmartMeterFrameContentProtocol(queue, BrokenReader())
+    protocol.connection_made(FakeTransport())
+    with caplog.at_level(logging.ERROR, logger="amshan.meter_connection"):
+        for _ in range(10):
+            protocol.data_received(first_message_frame())
+    assert queue.empty()
+    assert len([r for r in caplog.records if "frame reader failed" in r.getMessage()]) == 1
 
 
 async def test_done_completes_on_connection_lost() -> None:
@@ -546,3 +561,21 @@ async def test_a_custom_back_off_strategy_is_used() -> None:
     task = asyncio.ensure_future(manager.connect_loop())
     await wait_for_condition(lambda: strategy.failures >= 10, 2)
     await run_until_closed(manager, task)
+
+
+async def test_close_before_start_returns_at_once_and_the_manager_can_run_again(
+    meter_server: MeterServer,
+) -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    manager = ConnectionManager(
+        lambda: create_tcp_frame_content_connection(queue, None, "127.0.0.1", meter_server.port)
+    )
+    manager.close()
+    await asyncio.wait_for(manager.connect_loop(), 1)
+    assert meter_server.accepted == 0
+    task = asyncio.ensure_future(manager.connect_loop())
+    await meter_server.wait_client()
+    with pytest.raises(RuntimeError, match="already running"):
+        await manager.connect_loop()
+    await run_until_closed(manager, task)
+    assert meter_server.accepted == 1
