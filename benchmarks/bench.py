@@ -484,6 +484,8 @@ def report(results: Dict[str, Any], cfg: Dict[str, Any], meters: List[Dict[str, 
         f"{_num(_get(big['ours'] or {}, 'ratio'), 2) + 'x':>12}{'-':>12}"
         f"{_num(_get(big['floor'] or {}, 'ratio'), 2) + 'x':>12}"
     )
+    peaks = [_get(res or {}, "peak_after") for res in (mem["ours"], mem["old"], mem["floor"])]
+    print(f"{'(peak RSS of the pipeline process)':<44}" + "".join(f"{mib(p):>12}" for p in peaks))
 
     # targets
     def val(impl: str, part: str, key: str) -> Optional[float]:
