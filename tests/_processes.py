@@ -100,7 +100,11 @@ class SocatPtyPair:
             os.close(self._feeder_fd)
             self._feeder_fd = None
         self.process.stop()
-        wait_until(lambda: not self.device.exists(), f"socat to remove {self.device}")
+        try:
+            wait_until(lambda: not self.device.exists(), f"socat to remove {self.device}", timeout=1)
+        except TimeoutError:  # socat did not clean up (killed): the links are ours to remove
+            for link in (self.device, self.feeder):
+                link.unlink(missing_ok=True)
 
     def feeder_fd(self) -> int:
         """Return a non-blocking fd on the writing end (opened once per start)."""

@@ -290,7 +290,7 @@ class MeterServer:
         await self.drop_clients()
         if self.server is not None:
             self.server.close()
-            await self.server.wait_closed()
+            await asyncio.wait_for(self.server.wait_closed(), 5)
             self.server = None
 
 
