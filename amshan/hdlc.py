@@ -149,10 +149,13 @@ class HdlcFrameHeader:
         return control + 3 if control >= 0 else None
 
 
+_ALL_CHECKS_GOOD = (True, True, True)
+
+
 class HdlcFrame:
     """One HDLC frame: the octets between its flags, with lazily computed header and checks."""
 
-    __slots__ = ("_checks", "_control", "_data", "_header")
+    __slots__ = ("_checks", "_control", "_data", "_valid")
 
     MAX_FRAME_LENGTH: int = 0x7FF
 
@@ -161,7 +164,7 @@ class HdlcFrame:
         self._data = bytes(frame_data)
         self._control: Optional[int] = None
         self._checks: Optional[tuple[bool, bool, bool]] = None
-        self._header: Optional[HdlcFrameHeader] = None
+        self._valid: Optional[bool] = None
 
     @classmethod
     def _checked(cls, frame_data: bytes, control: int) -> HdlcFrame:
@@ -169,8 +172,8 @@ class HdlcFrame:
         frame = cls.__new__(cls)
         frame._data = frame_data
         frame._control = control
-        frame._checks = (True, True, True)
-        frame._header = None
+        frame._checks = _ALL_CHECKS_GOOD
+        frame._valid = True
         return frame
 
     def __len__(self) -> int:
@@ -186,6 +189,7 @@ class HdlcFrame:
         self._data += bytes((byte,))
         self._control = None
         self._checks = None
+        self._valid = None
 
     @property
     def frame_data(self) -> bytes:
@@ -195,9 +199,7 @@ class HdlcFrame:
     @property
     def header(self) -> HdlcFrameHeader:
         """Return the frame's header fields."""
-        if self._header is None:
-            self._header = HdlcFrameHeader(self)
-        return self._header
+        return HdlcFrameHeader(self)
 
     @property
     def control_position(self) -> int:
@@ -241,8 +243,10 @@ class HdlcFrame:
     @property
     def is_valid(self) -> bool:
         """Return True when format type, length, HCS and FCS are all good."""
-        hcs_good, fcs_good, length_good = self._compute_checks()
-        return hcs_good and fcs_good and length_good and self._data[0] >> 4 == _FRAME_FORMAT_TYPE_3
+        if self._valid is None:
+            hcs_good, fcs_good, length_good = self._compute_checks()
+            self._valid = hcs_good and fcs_good and length_good and self._data[0] >> 4 == _FRAME_FORMAT_TYPE_3
+        return self._valid
 
     @property
     def frame_check_sequence(self) -> Optional[int]:
@@ -299,6 +303,7 @@ class HdlcFrameReader:
         frames: list[HdlcFrame] = []
         size = len(buffer)
         find = buffer.find
+        checked_headers = self._checked_headers
         position = 0
         while True:
             if position >= size or buffer[position] != FLAG_SEQUENCE:  # hunt for an opening flag
@@ -309,6 +314,19 @@ class HdlcFrameReader:
                     break
                 self.discarded_bytes += flag - position
                 position = flag
+            start = position + 1
+            control_offset = checked_headers.get(buffer[start : start + _HEADER_KEY_LENGTH])
+            if control_offset is not None:  # fast path: a header seen before and a complete frame
+                end = start + ((buffer[start] & 0x07) << 8 | buffer[start + 1])
+                if (
+                    end < size
+                    and buffer[end] == FLAG_SEQUENCE
+                    and register_routine(buffer[start:end], INIT_REGISTER, register_table) == GOOD_REGISTER
+                ):
+                    frames.append(HdlcFrame._checked(buffer[start:end], control_offset))
+                    self._lookahead = 0
+                    position = end + 1 if end + 1 < size and buffer[end + 1] == FLAG_SEQUENCE else end
+                    continue
             verdict, end, control = self._evaluate(buffer, position, size)
             if verdict is _Verdict.VALID:
                 frames.append(HdlcFrame._checked(buffer[position + 1 : end], control - position - 1))
@@ -462,6 +480,8 @@ class HdlcMessageAssembler:
 
     def add(self, frame: HdlcFrame) -> Optional[bytes]:
         """Feed one frame; return a whole message's information bytes when it completes."""
+        if not (self._parts or self._resynchronizing) and frame.is_valid and not frame.frame_data[0] & 0x08:
+            return frame.information or None  # the common case: a whole message in one frame
         if not frame.is_valid:
             self._drop("an invalid frame arrived")
             return None
