@@ -236,7 +236,7 @@ class Sink:
         elif dictionary is not None and self.output_format == "json":
             self._emit(json.dumps(dictionary, default=_text, ensure_ascii=False))
         if dictionary is not None and self._writer is not None and self._point_maker is not None:
-            point = self._point_maker.make(dictionary, self._decoder.previous_success_decoder)
+            point = self._point_maker.make(dictionary)
             if point is not None:
                 self._writer.add(point)
         if self.output_format == "none":

@@ -119,15 +119,13 @@ class PointMaker:
         self._meter_id: str | None = None
         self._manufacturer: str | None = None
 
-    def make(self, message: Mapping[str, MessageValue], decoder_name: str | None = None) -> Point | None:
+    def make(self, message: Mapping[str, MessageValue]) -> Point | None:
         """Return the point for a message received now, tagged with the last meter id and maker seen."""
         received_ns = time.time_ns()
         if "meter_id" in message:
             self._meter_id = str(message["meter_id"])
         if "meter_manufacturer" in message:
             self._manufacturer = str(message["meter_manufacturer"])
-        elif decoder_name is not None:
-            self._manufacturer = decoder_name
         return message_to_point(
             message,
             received_ns=received_ns,

@@ -40,7 +40,7 @@ async def forward(source: str, url: str, database: str, parity: str, count: int 
     try:
         while count is None or forwarded < count:
             decoded = decoder.decode_frame_content(await queue.get())
-            point = points.make(decoded, decoder.previous_success_decoder) if decoded else None
+            point = points.make(decoded) if decoded else None
             if point is not None:
                 writer.add(point)
                 forwarded += 1

@@ -172,8 +172,8 @@ def test_message_without_numbers_gives_no_point() -> None:
 def test_point_maker_carries_the_meter_id_to_short_lists() -> None:
     maker = PointMaker()
     before = time.time_ns()
-    maker.make({"meter_id": "7359992890497997", "active_power_import": 1}, "Aidon")
-    short = maker.make({"active_power_import": 733}, "Aidon")
+    maker.make({"meter_manufacturer": "Aidon", "meter_id": "7359992890497997", "active_power_import": 1})
+    short = maker.make({"meter_manufacturer": "Aidon", "active_power_import": 733})
     assert short is not None
     assert short.tags == {"meter_id": "7359992890497997", "manufacturer": "Aidon"}
     assert before <= short.timestamp_ns <= time.time_ns()
