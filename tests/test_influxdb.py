@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import json
 import os
@@ -35,8 +36,9 @@ def free_port() -> int:
 class InfluxServer:
     """A real influxd in a temporary folder, on loopback ports, that a test can stop and start again."""
 
-    def __init__(self, executable: str, folder: Path) -> None:
+    def __init__(self, executable: str, folder: Path, *, auth: bool = False) -> None:
         self.executable = executable
+        self.credentials: tuple[str, str] | None = None
         self.folder = folder
         self.http_port = free_port()
         self.rpc_port = free_port()
@@ -57,6 +59,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   enabled = true
   bind-address = "127.0.0.1:{self.http_port}"
   log-enabled = false
+  auth-enabled = {"true" if auth else "false"}
 [logging]
   level = "warn"
 """,
@@ -94,8 +97,12 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, str]:
         connection = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        headers = {}
+        if self.credentials is not None:
+            token = base64.b64encode(":".join(self.credentials).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
         try:
-            connection.request(method, path, body=body)
+            connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             return response.status, response.read().decode("utf-8")
         finally:
@@ -445,3 +452,32 @@ async def test_sigterm_stops_reading_and_writes_every_printed_message(influxd: I
     assert len(rows) == len(messages) >= 25
     stored = sorted(row["active_power_import"] for row in rows)
     assert stored == sorted(message["active_power_import"] for message in messages)
+
+
+def test_username_and_password_and_exit_status_1_when_points_stay_unwritten(tmp_path: Path) -> None:
+    server = InfluxServer(require_tool("influxd"), tmp_path, auth=True)
+    server.start()
+    try:
+        server.command("CREATE USER admin WITH PASSWORD 's3cret' WITH ALL PRIVILEGES")  # the first needs none
+        server.credentials = ("admin", "s3cret")
+        server.command(f"CREATE DATABASE {DATABASE}")
+        vectors = checked_vectors()[:3]
+        capture = tmp_path / "capture.bin"
+        capture.write_bytes(b"".join(bytes.fromhex(vector["hex"]) for vector in vectors))
+        command = [str(AMSHAN), "forward-influxdb", str(capture), server.url, DATABASE]
+        command += ["--drain-timeout", "1"]
+        refused = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 1
+        assert "0 points written, 3 not written" in refused.stderr and "HTTP 401" in refused.stderr
+        accepted = subprocess.run(
+            [*command, "--username", "admin"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "AMSHAN_INFLUXDB_PASSWORD": "s3cret"},
+            check=False,
+        )
+        assert accepted.returncode == 0, accepted.stderr
+        assert_stored_values(server.query("SELECT * FROM amshan"), vectors)
+    finally:
+        server.stop()
