@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import struct
-import time
 from operator import itemgetter
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from amshan import aidon, generic, kaifa, kamstrup
 from amshan._errors import DecodeError
+from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
 from amshan.dlms import apdu_offset, read_notification_header
 from amshan.generic import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
@@ -27,7 +27,6 @@ DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
 }
 """Every decoder by the name AutoDecoder reports for it."""
 
-_WARNING_INTERVAL = 60.0
 _MAX_SHAPES = 64
 
 # A-XDR tags whose value bytes the shape cache reads with struct (all other bytes are the skeleton)
@@ -185,8 +184,7 @@ class AutoDecoder:
     def __init__(self) -> None:
         """Start without a previous decoder and with an empty shape cache."""
         self._previous: Optional[str] = None
-        self._last_warning = -_WARNING_INTERVAL
-        self._suppressed_warnings = 0
+        self._warnings = LogLimiter()
         self._shapes: Dict[int, _Shape] = {}
         self.shape_cache_hits = 0
 
@@ -226,7 +224,7 @@ class AutoDecoder:
         except DecodeError as error:
             self._warn("frame content does not decode: %s", str(error))
         except Exception:  # a decoder bug must not take the caller down; report it (rate-limited)
-            if self._may_warn():
+            if self._warnings.ready():
                 _LOGGER.exception("decoder failure on frame content %r", frame_content)
         return None
 
@@ -270,17 +268,7 @@ class AutoDecoder:
                 self._shapes.pop(len(frame_content), None)
         return message_to_dict(message)
 
-    def _may_warn(self) -> bool:
-        """Allow one warning per interval; count the ones held back."""
-        now = time.monotonic()
-        if now - self._last_warning < _WARNING_INTERVAL:
-            self._suppressed_warnings += 1
-            return False
-        self._last_warning = now
-        return True
-
     def _warn(self, message: str, detail: str) -> None:
         """Log a rate-limited warning about frame content that garbage input can trigger."""
-        if self._may_warn():
-            suppressed, self._suppressed_warnings = self._suppressed_warnings, 0
-            _LOGGER.warning(message + " (%d similar warnings suppressed)", detail, suppressed)
+        if self._warnings.ready():
+            _LOGGER.warning(message + " (%d similar warnings suppressed)", detail, self._warnings.held_back)

@@ -14,6 +14,7 @@ import logging
 import re
 from typing import Optional
 
+from amshan._ratelimit import LogLimiter
 from amshan.fastframecheck import (
     GOOD_REGISTER,
     GOOD_RESIDUE,
@@ -476,6 +477,7 @@ class HdlcMessageAssembler:
         self._addresses = b""
         self._resynchronizing = False
         self._loss_counted = False
+        self._warnings = LogLimiter()
         self.dropped_messages = 0
 
     def add(self, frame: HdlcFrame) -> Optional[bytes]:
@@ -530,6 +532,12 @@ class HdlcMessageAssembler:
         if self._parts:
             self.dropped_messages += 1
             self._loss_counted = True
-            _LOGGER.warning("Dropped a segmented message after %d segments: %s", len(self._parts), reason)
+            if self._warnings.ready():
+                _LOGGER.warning(
+                    "Dropped a segmented message after %d segments: %s (%d more drops not logged)",
+                    len(self._parts),
+                    reason,
+                    self._warnings.held_back,
+                )
         self._parts = []
         self._size = 0

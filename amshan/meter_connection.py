@@ -10,27 +10,12 @@ from abc import ABCMeta, abstractmethod
 from contextlib import suppress
 from typing import Any, Awaitable, Callable, ClassVar, Optional, Tuple, TypeVar
 
+from amshan._ratelimit import LogLimiter
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 
 _LOGGER = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-
-class _LogLimiter:
-    """Let a recurring log record through at most once per interval, so bad input cannot flood the log."""
-
-    def __init__(self, interval_sec: float) -> None:
-        self.interval_sec = interval_sec
-        self._next_time = 0.0
-
-    def ready(self) -> bool:
-        """Return True (and start a new interval) when the current interval has passed."""
-        now = time.monotonic()
-        if now < self._next_time:
-            return False
-        self._next_time = now + self.interval_sec
-        return True
 
 
 class BackOffStrategy(metaclass=ABCMeta):
@@ -105,9 +90,9 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
         self.queue_full_drops: int = 0
         self._summarised_invalid = 0
         self._summarised_discarded = 0
-        self._queue_full_log = _LogLimiter(self.LOG_INTERVAL_SEC)
-        self._garbage_log = _LogLimiter(self.LOG_INTERVAL_SEC)
-        self._error_log = _LogLimiter(self.LOG_INTERVAL_SEC)
+        self._queue_full_log = LogLimiter(self.LOG_INTERVAL_SEC)
+        self._garbage_log = LogLimiter(self.LOG_INTERVAL_SEC)
+        self._error_log = LogLimiter(self.LOG_INTERVAL_SEC)
 
     @property
     def done(self) -> Awaitable[None]:

@@ -306,3 +306,15 @@ def test_hot_path_register_routine_is_the_same_crc() -> None:
         assert register == ffc.GOOD_REGISTER
         body = data[1:-3]
         assert ffc.register_routine(body, ffc.INIT_REGISTER, ffc.register_table) ^ 0xFFFF == crc16_x25(body)
+
+
+def test_broken_messages_do_not_flood_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    message = bytes.fromhex(next(v["hex"] for v in corpus_frames(id="no-aidon-list3-amshan-llc")))
+    first = build_frame(message[:150], segmented=True)
+    assembler = HdlcMessageAssembler()
+    with caplog.at_level("WARNING", logger="amshan.hdlc"):
+        for _ in range(500):  # each first segment is cut short by the next message's first segment
+            for frame in HdlcFrameReader().read(first):
+                assembler.add(frame)
+    assert assembler.dropped_messages == 499
+    assert len([r for r in caplog.records if "Dropped a segmented message" in r.message]) == 1
