@@ -149,17 +149,20 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
             if self._error_log.ready():
                 _LOGGER.exception("%s: frame reader failed on %d bytes", self._name(), len(data))
             return
+        valid = 0
         for frame in frames:
             try:
                 if frame.is_valid:
-                    self.frames_received += 1
-                    self._last_frame_time = time.monotonic()
+                    valid += 1
                 else:
                     self.invalid_frames += 1
                 self.frame_received(frame)
             except Exception:
                 if self._error_log.ready():
                     _LOGGER.exception("%s: handling a received frame failed", self._name())
+        if valid:
+            self.frames_received += valid
+            self._last_frame_time = time.monotonic()
         self._log_garbage_summary()
 
     def _log_garbage_summary(self, force: bool = False) -> None:
