@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from _hdlc_builder import build_frame
 from _support import corpus_frames, load_corpus
 
 import amshan
+from amshan.simulator import MeterSimulator
 
 AMSHAN = Path(sys.executable).with_name("amshan")
 TIMEOUT = 60
@@ -381,3 +383,34 @@ def test_count_and_a_closed_stdout_end_a_file_run_early(capture: tuple[Path, lis
     )
     assert head.returncode == 0 and len(head.stdout.splitlines()) == 1
     assert b"Traceback" not in head.stderr and b"RuntimeWarning" not in head.stderr
+
+
+async def test_idle_watchdog_reconnects_a_silent_tcp_meter() -> None:
+    # One frame, then silence with the connection open (a hung ser2net or ESP reader): the watchdog must
+    # close it and the connection manager reconnect, which replays the frame to the new connection.
+    [vector] = [v for v in load_corpus() if v["id"] == "no-kamstrup-list1-em001-2"]
+    async with MeterSimulator([bytes.fromhex(vector["hex"])], interval=3600) as meter:
+        process = await asyncio.create_subprocess_exec(
+            str(AMSHAN),
+            "read",
+            f"tcp://127.0.0.1:{meter.port}",
+            "--idle-timeout",
+            "0.5",
+            "--count",
+            "2",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            stdout, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        assert process.returncode == 0, stderr.decode()
+        assert meter.clients_served == 2
+    messages = json_lines(stdout.decode())
+    assert len(messages) == 2
+    for message in messages:
+        assert_values(message, vector)
+    assert "No valid frame from the meter for 0.5 s" in stderr.decode()
