@@ -26,6 +26,7 @@ from datetime import time as datetime_time
 from typing import Any, Optional, TextIO
 
 from amshan import __version__
+from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder, MeterItem
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT, InfluxDbWriter, PointMaker
@@ -141,28 +142,22 @@ def describe_frame(frame: HdlcFrame) -> str:
 
 
 class _Complaints:
-    """Report problems with the input on stderr without flooding it: the first few, then one a minute."""
+    """Report problems with the input on stderr without flooding it: the first ten, then one a minute."""
 
     FIRST = 10
-    INTERVAL = 60.0
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self._limiter = LogLimiter()
         self.count = 0
-        self._suppressed = 0
-        self._next_time = 0.0
 
     def report(self, problem: str) -> None:
-        """Print the problem now, or count it when too many came recently."""
+        """Print the problem now, or only count it when too many came recently."""
         self.count += 1
-        now = time.monotonic()
-        if self.count > self.FIRST and now < self._next_time:
-            self._suppressed += 1
+        if self.count > self.FIRST and not self._limiter.ready():
             return
-        if self.count > self.FIRST:
-            self._next_time = now + self.INTERVAL
-        suppressed = f" ({self._suppressed} similar problems not shown)" if self._suppressed else ""
-        self._suppressed = 0
+        held_back = self._limiter.held_back if self.count > self.FIRST else 0
+        suppressed = f" ({held_back} similar problems not shown)" if held_back else ""
         self._stream.write(f"amshan: {problem}{suppressed}\n")
         self._stream.flush()
 

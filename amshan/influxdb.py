@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Union
 
+from amshan._ratelimit import LogLimiter
 from amshan.meter_connection import ExponentialBackOff
 
 _LOGGER = logging.getLogger(__name__)
 
-FieldValue = Union[int, float]
 MessageValue = Union[str, int, float, datetime]
 
 DEFAULT_MEASUREMENT = "amshan"
@@ -39,7 +39,6 @@ DEFAULT_FLUSH_INTERVAL = 5.0
 DEFAULT_MAX_BUFFER = 100_000
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_BACK_OFF = 60.0
-_WARNING_INTERVAL = 60.0  # seconds between repeated warnings about the same condition
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -205,7 +204,8 @@ class InfluxDbWriter:
         self._wake: asyncio.Event | None = None
         self._stop_event: asyncio.Event | None = None
         self._stopping = False
-        self._last_warning = -math.inf
+        self._overflow_log = LogLimiter()
+        self._failure_log = LogLimiter()
         self.written = 0
         self.dropped = 0
         self.rejected = 0
@@ -221,7 +221,8 @@ class InfluxDbWriter:
         if len(self._buffer) >= self._max_buffer:
             self._buffer.popleft()
             self.dropped += 1
-            self._warn(
+            _warn(
+                self._overflow_log,
                 "InfluxDB buffer full (%d points): dropped the oldest, %d so far",
                 self._max_buffer,
                 self.dropped,
@@ -272,8 +273,9 @@ class InfluxDbWriter:
                 self.failed_writes += 1
                 back_off.failure()
                 delay = back_off.current_delay_sec
-                self._warn(
-                    "InfluxDB write failed (%s); %d points buffered, retrying in %.0f s",
+                _warn(
+                    self._failure_log,
+                    "InfluxDB write failed (%s); %d points buffered, retrying in %.3g s",
                     error,
                     len(self._buffer),
                     delay,
@@ -301,15 +303,6 @@ class InfluxDbWriter:
         """Remove the points up to ``last_sequence`` (acknowledged; some may already have overflowed)."""
         while self._buffer and self._buffer[0][0] <= last_sequence:
             self._buffer.popleft()
-
-    def _warn(self, message: str, *args: object) -> None:
-        """Log a warning about a condition that can repeat, at most once a minute."""
-        now = time.monotonic()
-        if now - self._last_warning >= _WARNING_INTERVAL:
-            self._last_warning = now
-            _LOGGER.warning(message, *args)
-        else:
-            _LOGGER.debug(message, *args)
 
     def _post(self, body: bytes) -> None:
         """POST one batch (runs in a worker thread); raise WriteError unless the server acknowledged it."""
@@ -339,3 +332,11 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
     """Wait until the event is set or the seconds have passed, whichever comes first."""
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
+
+
+def _warn(limiter: LogLimiter, message: str, *args: object) -> None:
+    """Log a warning about a condition that can repeat: at most one a minute, the others at debug level."""
+    if limiter.ready():
+        _LOGGER.warning(message, *args)
+    else:
+        _LOGGER.debug(message, *args)
