@@ -593,6 +593,7 @@ async def _run_demo(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
 
 async def _run_simulate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     frames = bundled_frames(args.meter)
+    who = "Aidon, Kaifa and Kamstrup" if args.meter == "all" else args.meter.capitalize()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -603,7 +604,7 @@ async def _run_simulate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO
     ) as simulator:
         stdout.write(f"amshan simulate: listening on tcp://{simulator.host}:{simulator.port}\n")
         stdout.write(
-            f"amshan simulate: each client gets {len(frames)} real {args.meter} frames,"
+            f"amshan simulate: each client gets {len(frames)} real {who} frames,"
             f" one every {args.interval:g} s{', once' if args.once else ', in a loop'}; Ctrl-C stops\n"
         )
         stdout.flush()
