@@ -221,9 +221,11 @@ def old_python() -> Path:
     bindir = "Scripts" if os.name == "nt" else "bin"
     python = OLD_VENV / bindir / ("python.exe" if os.name == "nt" else "python")
     stamp = OLD_VENV / ".installed"
-    if stamp.is_file() and python.exists():
+    # the same Python as ours, or the ratios would compare interpreters too
+    wanted = f"{OLD_SPEC} on Python {sys.version_info[0]}.{sys.version_info[1]}\n"
+    if python.exists() and stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted:
         return python
-    print(f"creating {OLD_VENV} with {OLD_SPEC} (once) ...", file=sys.stderr, flush=True)
+    print(f"creating {OLD_VENV}: {wanted.strip()} ...", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(OLD_VENV)], check=True)
     pip = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", OLD_SPEC],
@@ -238,7 +240,7 @@ def old_python() -> Path:
         check=True,
         cwd=str(HERE),
     )
-    stamp.write_text(OLD_SPEC + "\n", encoding="utf-8")
+    stamp.write_text(wanted, encoding="utf-8")
     return python
 
 
