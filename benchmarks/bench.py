@@ -58,7 +58,7 @@ MAIN_METER = "Aidon NO list 3"
 FULL = {
     "stream_bytes": 10_000_000,
     "old_stream_bytes": 1_000_000,
-    "runs": 5,
+    "runs": 7,
     "decode_messages": 20_000,
     "old_decode_messages": 1_000,
     "random_bytes": 200_000_000,
@@ -66,9 +66,9 @@ FULL = {
     "big_runs": 3,
 }
 QUICK = {
-    "stream_bytes": 2_000_000,
+    "stream_bytes": 3_000_000,
     "old_stream_bytes": 250_000,
-    "runs": 3,
+    "runs": 5,
     "decode_messages": 5_000,
     "old_decode_messages": 300,
     "random_bytes": 40_000_000,
