@@ -4,14 +4,15 @@
     .venv/bin/python benchmarks/bench.py --quick  # smaller sizes, about a minute
 
 Inputs are real frames from ../shared/corpus (Aidon NO list 3, Kaifa NO list 3, Kamstrup NO list 2, the
-Swedish Aidon 27-item list).  Each frame is varied into several messages of the same shape with other values
-(numbers re-drawn, HCS and FCS recomputed with amshan.fastframecheck.crc16_x25), so no implementation can
-win by remembering whole messages.  The frames are repeated into a stream and fed in 1 KiB chunks.
+Swedish Aidon 27-item list, and Aidon lists 1-3 interleaved).  Each frame is varied into several messages of
+the same shape with other values (numbers and clock times re-drawn, HCS and FCS recomputed with
+amshan.fastframecheck.crc16_x25), so no implementation can win by remembering whole messages.  The frames
+are repeated into a stream and fed in 1 KiB chunks.
 
-Every implementation runs in its own subprocess (_runner.py): ours with this interpreter, amshan 2021.12.1
+Every implementation runs in its own process (_runner.py): ours with this interpreter, amshan 2021.12.1
 with benchmarks/.old-venv (made on first use: python -m venv + pip install amshan==2021.12.1), the floor
-(_floor.py) with this interpreter.  Figures are medians of several runs; the ratios are the figures that
-count on a shared, noisy machine.
+(_floor.py) with this interpreter.  They take turns pass by pass; each figure is a median of several
+passes.  On a shared, noisy machine the ratios of one run are the figures that count.
 """
 
 from __future__ import annotations
