@@ -317,14 +317,20 @@ class HdlcFrameReader:
                 position = flag
             start = position + 1
             control_offset = checked_headers.get(buffer[start : start + _HEADER_KEY_LENGTH])
-            if control_offset is not None:  # fast path: a header seen before and a complete frame
+            if control_offset is not None:  # fast path: a header seen before
                 end = start + ((buffer[start] & 0x07) << 8 | buffer[start + 1])
+                if end >= size:  # its frame is incomplete: wait, unless a later frame proves it truncated
+                    if not self._has_complete_frame_after(buffer, position, size):
+                        break
+                    position = self._reject(buffer, position, frames)
+                    self._lookahead = 0
+                    continue
+                frame_data = buffer[start:end]
                 if (
-                    end < size
-                    and buffer[end] == FLAG_SEQUENCE
-                    and register_routine(buffer[start:end], INIT_REGISTER, register_table) == GOOD_REGISTER
+                    buffer[end] == FLAG_SEQUENCE
+                    and register_routine(frame_data, INIT_REGISTER, register_table) == GOOD_REGISTER
                 ):
-                    frames.append(HdlcFrame._checked(buffer[start:end], control_offset))
+                    frames.append(HdlcFrame._checked(frame_data, control_offset))
                     self._lookahead = 0
                     position = end + 1 if end + 1 < size and buffer[end + 1] == FLAG_SEQUENCE else end
                     continue
