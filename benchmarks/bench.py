@@ -562,6 +562,14 @@ def report(results: Dict[str, Any], cfg: Dict[str, Any], meters: List[Dict[str, 
     return verdicts
 
 
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    return platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
@@ -581,7 +589,7 @@ def main() -> None:
     started = time.perf_counter()
     print(
         f"amshan benchmark ({'quick' if args.quick else 'full'}): Python {platform.python_version()} "
-        f"on {platform.machine()}, {os.cpu_count()} CPUs"
+        f"on {_cpu_name()}, {os.cpu_count()} CPUs"
     )
     print(
         f"streams of >= {cfg['stream_bytes'] / 1e6:g} MB per meter "
