@@ -167,16 +167,6 @@ class HdlcFrame:
         self._checks: Optional[tuple[bool, bool, bool]] = None
         self._valid: Optional[bool] = None
 
-    @classmethod
-    def _checked(cls, frame_data: bytes, control: int) -> HdlcFrame:
-        """Build a frame the reader has fully checked (type, length, HCS, FCS and closing flag)."""
-        frame = cls.__new__(cls)
-        frame._data = frame_data
-        frame._control = control
-        frame._checks = _ALL_CHECKS_GOOD
-        frame._valid = True
-        return frame
-
     def __len__(self) -> int:
         """Return the number of octets between the flags."""
         return len(self._data)
@@ -305,6 +295,7 @@ class HdlcFrameReader:
         size = len(buffer)
         find = buffer.find
         checked_headers = self._checked_headers
+        new_frame = object.__new__
         position = 0
         while True:
             if position >= size or buffer[position] != FLAG_SEQUENCE:  # hunt for an opening flag
@@ -317,7 +308,7 @@ class HdlcFrameReader:
                 position = flag
             start = position + 1
             control_offset = checked_headers.get(buffer[start : start + _HEADER_KEY_LENGTH])
-            if control_offset is not None:  # fast path: a header seen before
+            if control_offset is not None:  # fast path: a header seen before; only the FCS and flag remain
                 end = start + ((buffer[start] & 0x07) << 8 | buffer[start + 1])
                 if end >= size:  # its frame is incomplete: wait, unless a later frame proves it truncated
                     if not self._has_complete_frame_after(buffer, position, size):
@@ -327,30 +318,41 @@ class HdlcFrameReader:
                     continue
                 frame_data = buffer[start:end]
                 if (
-                    buffer[end] == FLAG_SEQUENCE
-                    and register_routine(frame_data, INIT_REGISTER, register_table) == GOOD_REGISTER
+                    buffer[end] != FLAG_SEQUENCE
+                    or register_routine(frame_data, INIT_REGISTER, register_table) != GOOD_REGISTER
                 ):
-                    frames.append(HdlcFrame._checked(frame_data, control_offset))
+                    position = self._reject(buffer, position, frames)
                     self._lookahead = 0
-                    position = end + 1 if end + 1 < size and buffer[end + 1] == FLAG_SEQUENCE else end
                     continue
-            verdict, end, control = self._evaluate(buffer, position, size)
-            if verdict is _Verdict.VALID:
-                frames.append(HdlcFrame._checked(buffer[position + 1 : end], control - position - 1))
-                self._lookahead = 0
-                # The closing flag may open the next frame; when a flag of its own follows, start there.
-                position = end + 1 if end + 1 < size and buffer[end + 1] == FLAG_SEQUENCE else end
-            elif verdict is _Verdict.IDLE:
-                run = _FLAG_RUN.match(buffer, position)
-                position = run.end() - 1 if run else position + 1  # keep the run's last flag as opening flag
-            elif verdict is _Verdict.NOT_A_FRAME:
-                self.discarded_bytes += 1
-                position += 1
-            elif verdict is _Verdict.INVALID or self._has_complete_frame_after(buffer, position, size):
-                position = self._reject(buffer, position, frames)
-                self._lookahead = 0
-            else:  # incomplete: wait for more bytes
-                break
+            else:
+                verdict, end, control = self._evaluate(buffer, position, size)
+                if verdict is _Verdict.IDLE:
+                    run = _FLAG_RUN.match(buffer, position)
+                    position = run.end() - 1 if run else position + 1  # the run's last flag opens a frame
+                    continue
+                if verdict is _Verdict.NOT_A_FRAME:
+                    self.discarded_bytes += 1
+                    position += 1
+                    continue
+                if verdict is _Verdict.INCOMPLETE and not self._has_complete_frame_after(
+                    buffer, position, size
+                ):
+                    break
+                if verdict is not _Verdict.VALID:
+                    position = self._reject(buffer, position, frames)
+                    self._lookahead = 0
+                    continue
+                frame_data = buffer[start:end]
+                control_offset = control - start
+            frame = new_frame(HdlcFrame)  # a frame every check passed: built without re-checking
+            frame._data = frame_data
+            frame._control = control_offset
+            frame._checks = _ALL_CHECKS_GOOD
+            frame._valid = True
+            frames.append(frame)
+            self._lookahead = 0
+            # The closing flag may open the next frame; when a flag of its own follows, start there.
+            position = end + 1 if end + 1 < size and buffer[end + 1] == FLAG_SEQUENCE else end
         self._buffer = buffer[position:] if position < size else b""
         if position < size:
             self._lookahead -= position
