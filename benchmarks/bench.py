@@ -550,13 +550,19 @@ def report(results: Dict[str, Any], cfg: Dict[str, Any], meters: List[Dict[str, 
         1.0,
         fmt="{:.2f}x",
     )
-    bad = [
-        f"{impl} {meter['name']} {part}"
-        for impl in ("ours", "old", "floor")
-        for meter in meters
-        for part in ("reader", "decoder", "pipeline")
-        if (e := _get(speed[impl], meter["name"], part)) is not None and not e.get("ok")
-    ]
+    bad, raised = [], {}
+    for impl in ("ours", "old", "floor"):
+        for meter in meters:
+            for part in ("reader", "decoder", "pipeline"):
+                entry = _get(speed[impl], meter["name"], part)
+                if entry is None:
+                    continue
+                if "error" in entry:
+                    raised.setdefault(f"{impl}: {entry['error']}", []).append(f"{meter['name']} {part}")
+                elif not entry.get("ok"):
+                    bad.append(f"{impl} {meter['name']} {part}")
+    for error, where in raised.items():
+        print(f"\n'raises': {error}  ({', '.join(where)})")
     if bad:
         print("\n! wrong counts (a frame not found / a message not decoded): " + "; ".join(bad))
     return verdicts
