@@ -28,6 +28,7 @@ from typing import Any, Optional, TextIO
 from amshan import __version__
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder, MeterItem
+from amshan.generic import message_to_dict
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT, InfluxDbWriter, PointMaker
 from amshan.meter_connection import ConnectionManager, MeterTransportProtocol
@@ -215,9 +216,12 @@ class Sink:
     def message(self, content: bytes) -> None:
         """Take one message's content (the information field, segments joined): decode, print, forward."""
         self.messages += 1
-        items = self._decoder.decode_items(content) if self.output_format == "obis" else None
-        dictionary = None
-        if self.output_format in ("json", "obis") or self._writer is not None:
+        items = dictionary = None
+        if self.output_format == "obis":  # one full decode: the items, and the dictionary made from them
+            decoded = self._decoder.decode_message(content)
+            if decoded is not None:
+                items, dictionary = decoded.items, message_to_dict(decoded)
+        elif self.output_format == "json" or self._writer is not None:
             dictionary = self._decoder.decode_frame_content(content)
         if (dictionary if items is None else items) is None:
             preview = content[:24].hex() + ("..." if len(content) > 24 else "")
