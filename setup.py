@@ -21,6 +21,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-asyncio>=0.21", "hypothesis>=6"],
         "dev": ["ruff", "mypy", "types-pyserial"],
+        "fuzz": ["atheris>=2"],
     },
     entry_points={"console_scripts": ["amshan=amshan.cli:main"]},
     keywords="meter han ams mbus hdlc dlms cosem obis aidon kaifa kamstrup",

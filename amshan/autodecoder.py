@@ -74,7 +74,7 @@ class _Shape:
         self.name = name
         template = message_to_dict(message)
         values: List[Tuple[int, int, str, str, Any]] = []  # (offset, size, format, key, scaler or "clock")
-        keys = [item.name or item.obis for item in message.items]
+        keys = [item.name or item.obis for item in message.items]  # the header date-time is no item
         seen = set()
         for position, code, scaler in trace:
             field = field_of(code)
@@ -84,9 +84,9 @@ class _Shape:
             seen.add(key)
             tag = content[position]
             number = _NUMBER_FORMATS.get(tag)
-            if number is not None and code not in CLOCK_CODES and key in template:
+            if number is not None and code not in CLOCK_CODES and key in keys:
                 values.append((position + 1, struct.calcsize(">" + number), number, key, scaler))
-            elif tag == 0x09 and content[position + 1] == 12 and code in CLOCK_CODES and key in template:
+            elif tag == 0x09 and content[position + 1] == 12 and code in CLOCK_CODES and key in keys:
                 values.append((position + 2, 12, "12s", key, "clock"))
         header = read_notification_header(content)
         invoke = apdu_offset(content) + 1
