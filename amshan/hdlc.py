@@ -427,11 +427,9 @@ class HdlcFrameReader:
         following = buffer.find(_FLAG, position + 1)
         stop = following if following >= 0 else len(buffer)
         if self._use_abort_sequence and following >= 0 and buffer[stop - 1] == CONTROL_ESCAPE:
-            _LOGGER.debug("Frame aborted by the abort sequence 7D 7E")
-            self.discarded_bytes += stop - position
+            self.discarded_bytes += stop - position  # aborted: counted, never logged (garbage can repeat it)
         else:
             frames.append(HdlcFrame(buffer[position + 1 : stop]))
-            _LOGGER.debug("Rejected HDLC frame candidate of %d octets", stop - position - 1)
         return stop
 
     def _read_stuffed(self, buffer: bytes) -> list[HdlcFrame]:
@@ -456,7 +454,6 @@ class HdlcFrameReader:
                 if not self._use_abort_sequence:
                     frames.append(HdlcFrame(segment))
                 else:
-                    _LOGGER.debug("Frame aborted by the abort sequence")
                     self.discarded_bytes += len(segment)
                 continue
             frames.append(HdlcFrame(_ESCAPED_OCTET.sub(lambda match: bytes((match[1][0] ^ 0x20,)), segment)))
