@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pty
+import random
 import re
 import signal
 import subprocess
@@ -214,6 +215,22 @@ def test_undecodable_messages_are_reported_rate_limited_and_never_stop_the_run()
     complaints = [line for line in result.stderr.splitlines() if "did not decode" in line]
     assert 1 <= len(complaints) <= 11
     assert "51 messages, 1 decoded" in result.stderr
+
+
+def test_megabytes_of_noise_between_real_frames_lose_no_message_and_log_little() -> None:
+    """Random bytes (with stray flags and format octets) around every frame: each message still decodes."""
+    rng = random.Random(77)
+    vectors = decodable_vectors()
+    noise = [rng.randbytes(rng.randrange(50_000, 250_000)) for _ in vectors]
+    stream = b"".join(n + b"\x7e\xa0" + bytes.fromhex(v["hex"]) for n, v in zip(noise, vectors))
+    assert len(stream) > 5_000_000
+    result = run_amshan("read", "-", stdin=stream)
+    assert result.returncode == 0, result.stderr
+    messages = json_lines(result.stdout)
+    assert len(messages) == len(vectors)
+    for message, vector in zip(messages, vectors):
+        assert_values(message, vector)
+    assert len(result.stderr.splitlines()) <= 15, result.stderr
 
 
 def test_usage_errors_exit_2() -> None:
