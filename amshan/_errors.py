@@ -1,6 +1,8 @@
-"""The one exception type that amshan's decoders raise."""
+"""The one exception type that amshan's decoders raise, and how its messages show what was found."""
 
 from __future__ import annotations
+
+_SHOWN_LENGTH = 60
 
 
 class DecodeError(ValueError):
@@ -10,3 +12,9 @@ class DecodeError(ValueError):
         """Keep the byte offset (when known) next to the message that also states it."""
         super().__init__(message if offset is None else f"{message} at offset {offset}")
         self.offset = offset
+
+
+def shown(value: object) -> str:
+    """Return the repr of a value found in the data, cut to a readable length for an error message."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_LENGTH else f"{text[: _SHOWN_LENGTH - 3]}..."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Dict, Optional
 
-from amshan._errors import DecodeError
+from amshan._errors import DecodeError, shown
 from amshan.dlms import read_notification_header
 from amshan.generic import (
     DecodedMessage,
@@ -31,7 +31,7 @@ def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> Decod
     items: list[MeterItem] = []
     try:
         count, pos = read_container(frame_content, header.body_offset, (0x01,))
-        pos = walk_registers(frame_content, pos, count, items, trace)
+        pos = walk_registers(frame_content, pos, count, items, trace, strict=True)
     except (IndexError, struct.error):
         raise truncated(frame_content) from None
     check_end(frame_content, pos)
@@ -43,7 +43,9 @@ def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> Decod
         and first.name == NEK_HAN_FIELD_OBIS_LIST_VER_ID
         and not str(first.value).startswith("AIDON")
     ):
-        raise DecodeError(f"expected an Aidon list id AIDON_..., found {first.value!r}", header.body_offset)
+        raise DecodeError(
+            f"expected an Aidon list id AIDON_..., found {shown(first.value)}", header.body_offset
+        )
     other = manufacturer_of(items)
     if other not in (None, NAME):
         raise DecodeError(f"expected an Aidon list, found one naming {other}", header.body_offset)

@@ -300,7 +300,7 @@ def _read_bit_string(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, int]
 def _read_compound(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, int]:
     """Read an array or structure (the tag is already consumed) as a list of its elements."""
     if depth >= MAX_DEPTH:
-        raise DecodeError(f"expected at most {MAX_DEPTH} nested arrays/structures, found more", pos)
+        raise DecodeError(f"expected at most {MAX_DEPTH} nested arrays/structures, found more", pos - 1)
     count, pos = read_length(data, pos)
     if count > len(data) - pos:
         raise DecodeError(f"expected {count} elements, found only {len(data) - pos} bytes", pos)

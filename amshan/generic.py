@@ -7,7 +7,7 @@ import struct
 from datetime import datetime
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
-from amshan._errors import DecodeError
+from amshan._errors import DecodeError, shown
 from amshan.axdr import (
     AxdrValue,
     CosemDate,
@@ -25,6 +25,7 @@ from amshan.obis_map import (
     NEK_HAN_FIELD_METER_DATETIME,
     NEK_HAN_FIELD_METER_ID,
     NEK_HAN_FIELD_METER_MANUFACTURER,
+    NEK_HAN_FIELD_METER_TYPE,
     NEK_HAN_FIELD_OBIS_LIST_VER_ID,
     OBIS_BYTES_NAME,
     name_obis_map,
@@ -61,16 +62,45 @@ Trace = List[Tuple[int, bytes, int]]
 """Where each item's value starts: (offset of its tag, raw OBIS code, scaler) in walk order (shape cache)."""
 
 
+class Unlabelled(NamedTuple):
+    """A value sent without an OBIS code before it: its element index, the value and its tag's offset."""
+
+    element: int
+    raw: AxdrValue
+    offset: int
+
+
 class _Field(NamedTuple):
-    """What an OBIS code means: its dotted form, field name and the field's unit."""
+    """What an OBIS code means: dotted form, field name, the field's unit and the kind of value it takes."""
 
     obis: str
     name: str | None
     unit: str | None
+    kind: str | None  # "a number", "text" or "a 12-byte date-time"; None for a code without a name
+    types: tuple[type, ...] | None  # the A-XDR value types of that kind
+
+
+_NUMBER, _TEXT, _DATE_TIME = "a number", "text", "a 12-byte date-time"
+_TEXT_FIELDS = frozenset((NEK_HAN_FIELD_OBIS_LIST_VER_ID, NEK_HAN_FIELD_METER_ID, NEK_HAN_FIELD_METER_TYPE))
+# The A-XDR value types each kind takes (None: null-data, an item without a value); a date-time octet-string
+# must also hold 12 bytes.
+_KIND_TYPES: dict[str, tuple[type, ...]] = {
+    _NUMBER: (int, float, type(None)),
+    _TEXT: (bytes, str, type(None)),
+    _DATE_TIME: (bytes, CosemDateTime, type(None)),
+}
+
+
+def _kind_of(name: str) -> str:
+    """Return the kind of value a named field takes."""
+    if name in _TEXT_FIELDS:
+        return _TEXT
+    return _DATE_TIME if name == NEK_HAN_FIELD_METER_DATETIME else _NUMBER
 
 
 _FIELDS: dict[bytes, _Field] = {
-    code: _Field(obis_to_str(code), name, FIELD_UNITS.get(name)) for code, name in OBIS_BYTES_NAME.items()
+    code: _Field(obis_to_str(code), name, FIELD_UNITS.get(name), kind, _KIND_TYPES[kind])
+    for code, name, kind in ((code, name, _kind_of(name)) for code, name in OBIS_BYTES_NAME.items())
 }
 _UNKNOWN_FIELDS: dict[bytes, _Field] = {}
 _UNKNOWN_FIELDS_MAX = 4096
@@ -86,6 +116,8 @@ _METER_ID = name_obis_map[NEK_HAN_FIELD_METER_ID][0]
 
 _LIST_ID_MANUFACTURERS = (("AIDON", "Aidon"), ("KFM", "Kaifa"), ("Kamstrup", "Kamstrup"))
 _FLAG_MANUFACTURERS = {"ISK": "Iskraemeco", "LGZ": "Landis+Gyr", "KFM": "Kaifa", "KAM": "Kamstrup"}
+# Makers whose interleaved lists carry no scaler-units: their own modules hold the scalers.
+_IMPLICIT_SCALER_MANUFACTURERS = ("Kaifa", "Kamstrup")
 
 _U32 = struct.Struct(">I").unpack_from
 _U16 = struct.Struct(">H").unpack_from
@@ -99,7 +131,7 @@ def field_of(code: bytes) -> _Field:
     if field is None:
         field = _UNKNOWN_FIELDS.get(code)
         if field is None:
-            field = _Field(obis_to_str(code), None, None)
+            field = _Field(obis_to_str(code), None, None, None, None)
             if len(_UNKNOWN_FIELDS) < _UNKNOWN_FIELDS_MAX:  # garbage must not grow memory without bound
                 _UNKNOWN_FIELDS[code] = field
     return field
@@ -139,9 +171,24 @@ def item_value(code: bytes, raw: AxdrValue) -> ItemValue | None:
     return repr(raw)  # an array/structure as value: kept, rendered as text
 
 
-def make_item(code: bytes, raw: AxdrValue, scaler: int, unit: str | None) -> MeterItem | None:
-    """Build the item of an OBIS code and raw value, scaled by 10**scaler; None when there is no value."""
+def make_item(
+    code: bytes, raw: AxdrValue, scaler: int, unit: str | None, strict_at: int = -1
+) -> MeterItem | None:
+    """Build the item of an OBIS code and raw value, scaled by 10**scaler; None when there is no value.
+
+    A value of the wrong kind for a named field (voltage as text, meter id as a number) raises a DecodeError
+    at offset ``strict_at`` when that is given (a meter's documented layout), else is logged and gives None.
+    """
     field = field_of(code)
+    types = field.types
+    if types is not None and (
+        type(raw) not in types or (type(raw) is bytes and field.kind is _DATE_TIME and len(raw) != 12)
+    ):
+        found = f"expected {field.kind} for {field.name} ({field.obis}), found {shown(raw)}"
+        if strict_at >= 0:
+            raise DecodeError(found, strict_at)
+        _LOGGER.debug("item dropped: %s", found)
+        return None
     value = (
         apply_scaler(raw, scaler)
         if scaler and isinstance(raw, (int, float)) and not isinstance(raw, bool) and code not in CLOCK_CODES
@@ -188,29 +235,38 @@ def read_container(data: bytes, pos: int, tags: tuple[int, ...]) -> tuple[int, i
 
 
 def walk_registers(
-    data: bytes, pos: int, count: int, items: list[MeterItem], trace: Optional[Trace] = None
+    data: bytes,
+    pos: int,
+    count: int,
+    items: list[MeterItem],
+    trace: Optional[Trace] = None,
+    *,
+    strict: bool = False,
 ) -> int:
-    """Walk count structures {09 06 OBIS, value[, scaler-unit]} (Aidon layout); return the end position."""
+    """Walk count structures {09 06 OBIS, value[, scaler-unit]} (Aidon layout); return the end position.
+
+    With strict, a named field's value of the wrong kind raises a DecodeError (see make_item).
+    """
     for _ in range(count):
         if data[pos] != 0x02 or data[pos + 2 : pos + 4] != b"\x09\x06":
             raise DecodeError(
                 f"expected a structure 02 02/03 09 06 <OBIS>, found {data[pos : pos + 4].hex(' ')}", pos
             )
         size = data[pos + 1]
+        if size not in (2, 3):
+            raise DecodeError(f"expected a structure of 2 or 3 elements, found {size}", pos + 1)
         code = data[pos + 4 : pos + 10]
-        start = pos
-        raw, pos = read_value(data, pos + 10)
+        start = pos + 10
+        raw, pos = read_value(data, start)
         if size == 3:
             scaler, unit, pos = _scaler_unit(data, pos)
-        elif size == 2:
-            scaler, unit = 0, None
         else:
-            raise DecodeError(f"expected a structure of 2 or 3 elements, found {size}", pos)
-        item = make_item(code, raw, scaler, unit)
+            scaler, unit = 0, None
+        item = make_item(code, raw, scaler, unit, start if strict else -1)
         if item is not None:
             items.append(item)
         if trace is not None:
-            trace.append((start + 10, code, scaler))
+            trace.append((start, code, scaler))
     return pos
 
 
@@ -221,15 +277,17 @@ def walk_interleaved(
     items: list[MeterItem],
     *,
     scalers: dict[bytes, int],
-    unlabelled: list[tuple[int, AxdrValue]],
+    unlabelled: list[Unlabelled],
     trace: Optional[Trace] = None,
+    strict: bool = False,
 ) -> int:
     """Walk count structure elements: OBIS code, value[, scaler-unit] in turn (Kamstrup layout).
 
     Null-data elements (padding) are skipped, register structures {OBIS, value[, scaler-unit]} among the
     elements are decoded as such, and a value without a preceding code goes to unlabelled with its
-    element index.  scalers maps value groups C.D.E (3 bytes) to a manufacturer's implicit scaler, used when
-    the frame sends no scaler-unit.
+    element index and offset.  scalers maps value groups C.D.E (3 bytes) to a manufacturer's implicit
+    scaler, used when the frame sends no scaler-unit.  With strict, a named field's value of the wrong kind
+    raises a DecodeError (see make_item).
     """
     index = 0
     while index < count:
@@ -244,7 +302,7 @@ def walk_interleaved(
                 index += 1
             else:
                 scaler, unit = scalers.get(code[2:5], 0), None
-            item = make_item(code, raw, scaler, unit)
+            item = make_item(code, raw, scaler, unit, start if strict else -1)
             if item is not None:
                 items.append(item)
             if trace is not None:
@@ -253,11 +311,12 @@ def walk_interleaved(
             pos += 1
             index += 1
         elif tag == 0x02 and data[pos + 2 : pos + 4] == b"\x09\x06":  # a register structure among them
-            pos = walk_registers(data, pos, 1, items, trace)
+            pos = walk_registers(data, pos, 1, items, trace, strict=strict)
             index += 1
         else:
+            start = pos
             raw, pos = read_data(data, pos)
-            unlabelled.append((index, raw))
+            unlabelled.append(Unlabelled(index, raw, start))
             index += 1
     return pos
 
@@ -322,7 +381,7 @@ def _decode_push_object_list(
             and isinstance(descriptor[1], bytes)
             and len(descriptor[1]) == 6
         ):
-            raise DecodeError(f"expected a push-object descriptor, found {descriptor!r}", start)
+            raise DecodeError(f"expected a push-object descriptor, found {shown(descriptor)}", start)
         start = pos
         raw, pos = read_data(data, pos)
         if descriptor[2] != 2:
@@ -342,10 +401,15 @@ def _is_push_object_list(data: bytes, pos: int) -> bool:
 
 
 def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> DecodedMessage:
-    """Decode a data-notification whose body carries OBIS codes: registers, interleaved or a push list."""
+    """Decode a data-notification whose body carries OBIS codes: registers, interleaved or a push list.
+
+    Interleaved lists of Kaifa and Kamstrup are refused: their values need the implicit scalers that only
+    amshan.kaifa and amshan.kamstrup know, so a list those rejected never comes out here with wrong values.
+    """
     header = read_notification_header(frame_content)
     data = frame_content
     items: list[MeterItem] = []
+    interleaved = False
     try:
         count, pos = read_container(data, header.body_offset, (0x01, 0x02))
         if count and data[pos] == 0x02 and data[pos + 2 : pos + 4] == b"\x09\x06":
@@ -353,9 +417,10 @@ def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> Decod
         elif count and data[header.body_offset] == 0x02 and _is_push_object_list(data, pos):
             pos = _decode_push_object_list(data, pos, count, items, trace)
         elif data[header.body_offset] == 0x02:
-            unlabelled: list[tuple[int, AxdrValue]] = []
+            unlabelled: list[Unlabelled] = []
             pos = walk_interleaved(data, pos, count, items, scalers={}, unlabelled=unlabelled, trace=trace)
             _add_unlabelled(unlabelled, count, items)
+            interleaved = True
         else:
             raise DecodeError(f"expected OBIS codes in the body, found {data[pos : pos + 4].hex(' ')}", pos)
     except (IndexError, struct.error):
@@ -363,17 +428,24 @@ def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> Decod
     check_end(data, pos)
     if not items:
         raise DecodeError("expected OBIS-coded items in the body, found none", header.body_offset)
-    return DecodedMessage(manufacturer_of(items), header.date_time, items)
+    manufacturer = manufacturer_of(items)
+    if interleaved and manufacturer in _IMPLICIT_SCALER_MANUFACTURERS:
+        raise DecodeError(
+            f"expected a list without implicit scalers, found a {manufacturer} list, which only "
+            f"amshan.{manufacturer.lower()} scales",
+            header.body_offset,
+        )
+    return DecodedMessage(manufacturer, header.date_time, items)
 
 
-def _add_unlabelled(unlabelled: list[tuple[int, AxdrValue]], count: int, items: list[MeterItem]) -> None:
+def _add_unlabelled(unlabelled: list[Unlabelled], count: int, items: list[MeterItem]) -> None:
     """Give values sent without an OBIS code their documented meaning where there is one, else log them.
 
     A leading visible-string is the list version (Kamstrup style), a leading date-time the clock, and a
     trailing text octet-string the meter number (Netz NOE / Sagemcom lists) when no meter id was sent.
     """
     has_meter_id = any(item.name == NEK_HAN_FIELD_METER_ID for item in items)
-    for index, raw in unlabelled:
+    for index, raw, _ in unlabelled:
         if index == 0 and isinstance(raw, str):  # a leading visible-string is the list version id
             items.insert(0, MeterItem(_LIST_VERSION, NEK_HAN_FIELD_OBIS_LIST_VER_ID, raw, None))
         elif index <= 1 and isinstance(raw, bytes) and len(raw) == 12:  # a leading date-time is the clock

@@ -6,15 +6,16 @@ import struct
 from typing import Dict, Optional
 
 from amshan import obis_map as om
-from amshan._errors import DecodeError
-from amshan.axdr import AxdrValue
+from amshan._errors import DecodeError, shown
 from amshan.dlms import read_notification_header
 from amshan.generic import (
     DecodedMessage,
     ItemValue,
     MeterItem,
     Trace,
+    Unlabelled,
     check_end,
+    field_of,
     make_item,
     message_to_dict,
     read_container,
@@ -106,7 +107,10 @@ def _walk_positional(
             if kind is _TEXT
             else isinstance(raw, bytes) and len(raw) == 12
         ):
-            raise DecodeError(f"expected {kind} at Kaifa list position {index}, found {raw!r}", start)
+            raise DecodeError(
+                f"expected {kind} at Kaifa list position {index} ({field_of(code).name}), found {shown(raw)}",
+                start,
+            )
         item = make_item(code, raw, scaler, None)
         if item is not None:
             items.append(item)
@@ -123,13 +127,15 @@ def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> Decod
     try:
         count, pos = read_container(data, header.body_offset, (0x02,))
         if data[pos : pos + 2] == b"\x09\x06":
-            unlabelled: list[tuple[int, AxdrValue]] = []
+            unlabelled: list[Unlabelled] = []
             pos = walk_interleaved(
-                data, pos, count, items, scalers=SCALERS, unlabelled=unlabelled, trace=trace
+                data, pos, count, items, scalers=SCALERS, unlabelled=unlabelled, trace=trace, strict=True
             )
             if unlabelled:
-                index, raw = unlabelled[0]
-                raise DecodeError(f"expected an OBIS code before each value, found {raw!r} (element {index})")
+                index, raw, offset = unlabelled[0]
+                raise DecodeError(
+                    f"expected an OBIS code before each value, found {shown(raw)} (element {index})", offset
+                )
         else:
             pos = _walk_positional(data, pos, count, items, trace)
     except (IndexError, struct.error):
@@ -138,7 +144,9 @@ def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> Decod
     first = items[0] if items else None
     if first is not None and first.name == om.NEK_HAN_FIELD_OBIS_LIST_VER_ID:
         if not str(first.value).startswith("KFM"):
-            raise DecodeError(f"expected a Kaifa list id KFM_..., found {first.value!r}", header.body_offset)
+            raise DecodeError(
+                f"expected a Kaifa list id KFM_..., found {shown(first.value)}", header.body_offset
+            )
     elif count != 1:
         raise DecodeError("expected the Kaifa list id KFM_... first, found none", header.body_offset)
     return DecodedMessage(NAME, header.date_time, items)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Dict, Optional
 
-from amshan._errors import DecodeError
-from amshan.axdr import AxdrValue
+from amshan._errors import DecodeError, shown
 from amshan.dlms import read_notification_header
 from amshan.generic import (
     LIST_VERSION_CODE,
@@ -14,6 +13,7 @@ from amshan.generic import (
     ItemValue,
     MeterItem,
     Trace,
+    Unlabelled,
     check_end,
     message_to_dict,
     read_container,
@@ -40,21 +40,27 @@ def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> Decod
     header = read_notification_header(frame_content)
     data = frame_content
     items: list[MeterItem] = []
-    unlabelled: list[tuple[int, AxdrValue]] = []
+    unlabelled: list[Unlabelled] = []
     try:
         count, pos = read_container(data, header.body_offset, (0x02,))
         if data[pos] != 0x0A:
             raise DecodeError(f"expected the Kamstrup list id (tag 0a), found tag {data[pos]:02x}", pos)
-        pos = walk_interleaved(data, pos, count, items, scalers=SCALERS, unlabelled=unlabelled, trace=trace)
+        pos = walk_interleaved(
+            data, pos, count, items, scalers=SCALERS, unlabelled=unlabelled, trace=trace, strict=True
+        )
     except (IndexError, struct.error):
         raise truncated(data) from None
     check_end(data, pos)
-    list_id = unlabelled[0][1] if unlabelled else None
+    list_id = unlabelled[0].raw if unlabelled else None
     if not isinstance(list_id, str) or not list_id.startswith("Kamstrup"):
-        raise DecodeError(f"expected a Kamstrup list id Kamstrup_..., found {list_id!r}", header.body_offset)
+        raise DecodeError(
+            f"expected a Kamstrup list id Kamstrup_..., found {shown(list_id)}", header.body_offset
+        )
     if len(unlabelled) > 1:
-        index, raw = unlabelled[1]
-        raise DecodeError(f"expected an OBIS code before each value, found {raw!r} (element {index})")
+        index, raw, offset = unlabelled[1]
+        raise DecodeError(
+            f"expected an OBIS code before each value, found {shown(raw)} (element {index})", offset
+        )
     items.insert(0, MeterItem(_LIST_VERSION, NEK_HAN_FIELD_OBIS_LIST_VER_ID, list_id, None))
     return DecodedMessage(NAME, header.date_time, items)
 
