@@ -89,10 +89,21 @@ class SocatPtyPair:
         )
         self._feeder_fd: int | None = None
 
+    # socat logs this once both ptys are set up. It makes each link before it makes that pty raw: a write
+    # right after the feeder link appears can still meet the default line discipline (ONLCR turns 0A into
+    # 0D 0A), which a loaded machine showed as a frame corrupted on its way in.
+    READY = "starting data transfer loop"
+
     def start(self) -> None:
-        """Plug the cable in: start socat and wait until both pty links exist."""
+        """Plug the cable in: start socat and wait until both ptys are linked and raw."""
+        started_before = self.process.log().count(self.READY)
         self.process.start()
-        wait_until(lambda: self.device.exists() and self.feeder.exists(), f"socat links {self.device}")
+        wait_until(
+            lambda: self.process.log().count(self.READY) > started_before or not self.process.running(),
+            f"socat to set up {self.device} and {self.feeder}",
+        )
+        assert self.process.running(), f"socat exited: {self.process.log()[-2000:]}"
+        assert self.device.exists() and self.feeder.exists()
 
     def stop(self) -> None:
         """Unplug the cable: stop socat (SIGTERM by PID), which closes both ptys and removes the links."""
