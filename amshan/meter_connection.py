@@ -88,6 +88,8 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
         self.frames_received: int = 0
         self.invalid_frames: int = 0
         self.queue_full_drops: int = 0
+        self._reported_drops = 0
+        self._queue_maxsize = 0
         self._summarised_invalid = 0
         self._summarised_discarded = 0
         self._queue_full_log = LogLimiter(self.LOG_INTERVAL_SEC)
@@ -131,6 +133,7 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
         else:
             _LOGGER.info("%s: connection to %s closed", self._name(), self._transport_info)
         self._log_garbage_summary(force=True)
+        self._log_queue_full_drops(force=True)
         self._transport = None
         done = self._done_future()
         if not done.done():
@@ -182,18 +185,28 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
             self._summarised_discarded = self.discarded_bytes
 
     def _put(self, queue: asyncio.Queue[_T], item: _T) -> None:
-        """Put item on queue, or drop and count it when the bounded queue is full."""
+        """Put item on queue, or drop and count it when the bounded queue is full (reported rate-limited)."""
         try:
             queue.put_nowait(item)
         except asyncio.QueueFull:
             self.queue_full_drops += 1
-            if self._queue_full_log.ready():
-                _LOGGER.warning(
-                    "%s: queue full (maxsize %d), nobody reads it fast enough: %d items dropped so far",
-                    self._name(),
-                    queue.maxsize,
-                    self.queue_full_drops,
-                )
+            self._queue_maxsize = queue.maxsize
+            self._log_queue_full_drops()
+            return
+        if self._reported_drops != self.queue_full_drops:  # room again: the drops not yet reported are due
+            self._log_queue_full_drops()
+
+    def _log_queue_full_drops(self, force: bool = False) -> None:
+        dropped = self.queue_full_drops - self._reported_drops
+        if dropped and (self._queue_full_log.ready() or force):
+            _LOGGER.warning(
+                "%s: queue full (maxsize %d), nobody reads it fast enough: dropped %d items (%d in total)",
+                self._name(),
+                self._queue_maxsize,
+                dropped,
+                self.queue_full_drops,
+            )
+            self._reported_drops = self.queue_full_drops
 
     @abstractmethod
     def frame_received(self, frame: HdlcFrame) -> None:
@@ -292,6 +305,7 @@ class ConnectionManager:
         self.close_timeout: float = close_timeout
         self.connection_count: int = 0  # successful connections, for monitoring
         self.idle_disconnects: int = 0  # connections closed by the idle watchdog
+        self._ended_queue_full_drops = 0
         self._connection: Optional[MeterTransportProtocol] = None
         self._is_closing = False
         self._closing: Optional[asyncio.Future[None]] = None
@@ -303,6 +317,12 @@ class ConnectionManager:
     def connection(self) -> Optional[MeterTransportProtocol]:
         """Return the current (transport, protocol), or None while not connected."""
         return self._connection
+
+    @property
+    def queue_full_drops(self) -> int:
+        """Return how many items all connections so far dropped because nobody emptied the queue in time."""
+        current = self._connection[1].queue_full_drops if self._connection is not None else 0
+        return self._ended_queue_full_drops + current
 
     def close(self) -> None:
         """Close the current connection, if any, and make connect_loop return (in the loop's thread)."""
@@ -325,8 +345,9 @@ class ConnectionManager:
                 if connection is not None:
                     await self._serve(connection)
         finally:
-            connection, self._connection = self._connection, None
+            connection = self._connection
             if connection is not None:  # only when cancelled while connected
+                self._forget(connection)
                 await self._close_connection(connection)
             self._closing = None
             self._is_closing = False
@@ -424,7 +445,7 @@ class ConnectionManager:
         finally:
             if done is not protocol.done and not done.done():
                 done.cancel()
-        self._connection = None
+        self._forget(connection)
         lost = done.done() and not done.cancelled()
         if not lost:
             await self._close_connection((transport, protocol))
@@ -432,6 +453,11 @@ class ConnectionManager:
             if lost:
                 _LOGGER.warning("Connection to the meter lost")
             self._update_connection_lost_circuit_breaker()
+
+    def _forget(self, connection: MeterTransportProtocol) -> None:
+        """Drop the current connection, keeping its count of queue-full drops; it delivers nothing more."""
+        self._connection = None
+        self._ended_queue_full_drops += connection[1].queue_full_drops
 
     async def _abandon_attempt(self, attempt: asyncio.Future[MeterTransportProtocol]) -> None:
         """Cancel a connection attempt and close the connection it may have made all the same."""
