@@ -9,10 +9,12 @@ import signal
 import socket
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from _support import require_tool
+import crcmod.predefined
+from _support import corpus_frames, require_tool
 
 READY_TIMEOUT_SEC = 5.0
 STOP_TIMEOUT_SEC = 3.0
@@ -178,6 +180,19 @@ def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def open_fds() -> Counter[str]:
+    """Return what this process's file descriptors point to, counted by kind ("socket", "/dev/pts/3", ...)."""
+    kinds: Counter[str] = Counter()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except FileNotFoundError:  # the fd listdir itself used, closed since
+            continue
+        anonymous = target.startswith(("socket:", "pipe:", "anon_inode:"))
+        kinds[target.split(":", 1)[0] if anonymous else target] += 1
+    return kinds
+
+
 # --- corpus streams: what a meter would send, and what must come out of the content protocol -------
 
 
@@ -240,3 +255,42 @@ def random_chunks(data: bytes, rng: random.Random, largest: int = 64) -> list[by
         chunks.append(data[position : position + size])
         position += size
     return chunks
+
+
+_X25 = crcmod.predefined.mkCrcFun("x-25")
+DATA_NOTIFICATION = bytes.fromhex("e6e7000f")  # LLC header, then the data-notification tag (han-spec 3)
+
+
+class NumberedFrames:
+    """Real single-frame meter pushes made distinct: frame n carries n in its long-invoke-id, FCS recomputed.
+
+    Every valid corpus frame that holds one whole data-notification (93 frames of 5 makes) is a template;
+    frame n is template n modulo their count, its 4 invoke-id octets set to n. What the content protocol must
+    deliver for frame n is ``message(n)``; ``number(content)`` reads n back.
+    """
+
+    def __init__(self) -> None:
+        self.templates: list[tuple[bytes, int]] = []  # (frame with flags, index of its information field)
+        for vector in complete_vectors(corpus_frames(layer="hdlc", valid=True)):
+            frames = vector_frames(vector)
+            information = information_field(frames[0])
+            if len(frames) == 1 and information.startswith(DATA_NOTIFICATION):
+                self.templates.append((frames[0], len(frames[0]) - 3 - len(information)))
+
+    def frame(self, number: int) -> bytes:
+        """Return frame number n on the wire: flags, header and HCS of the template, new invoke-id and FCS."""
+        template, start = self.templates[number % len(self.templates)]
+        frame = bytearray(template)
+        frame[start + 4 : start + 8] = number.to_bytes(4, "big")
+        frame[-3:-1] = _X25(bytes(frame[1:-3])).to_bytes(2, "little")
+        return bytes(frame)
+
+    def message(self, number: int) -> bytes:
+        """Return the message content of frame n (its information field)."""
+        template, start = self.templates[number % len(self.templates)]
+        return template[start : start + 4] + number.to_bytes(4, "big") + template[start + 8 : -3]
+
+    @staticmethod
+    def number(content: bytes) -> int:
+        """Return n of a message content made by message(n)."""
+        return int.from_bytes(content[4:8], "big")
