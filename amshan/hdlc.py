@@ -5,6 +5,11 @@ and 0x7D unescaped inside frames. A candidate frame starts at a flag; its header
 checked as soon as the header has arrived, so a corrupted length never makes the reader wait for, or
 swallow, the frames that follow. After a rejected candidate the reader resumes at the next flag after that
 candidate's opening flag.
+
+The guarantee, whatever the chunking: a frame whose octets stand intact between two flags (its own, or
+shared with a neighbour) comes out valid exactly once, in order, from the read() that delivers its closing
+flag, whatever garbage or broken frames surround it; no other octets come out valid, barring a CRC-16
+collision (tests/test_mutations.py).
 """
 
 from __future__ import annotations

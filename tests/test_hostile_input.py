@@ -36,7 +36,7 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "generic": generic.decode_frame_content,
     "dlms": decode_data_notification,
 }
-MEMORY_LIMIT = 1 << 20  # bytes of peak allocation while decoding hostile input: far below any claimed size
+MEMORY_LIMIT = 128 << 10  # bytes of peak allocation decoding hostile input (65535 list slots take 512 KiB)
 TIME_LIMIT = 5.0  # seconds; generous (shared machine), yet far below what a claimed count would cost
 
 
