@@ -179,7 +179,7 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
 
 
 class AutoDecoder:
-    """Decode frame content of any supported meter; the decoder that succeeded last is tried first."""
+    """Decode frame content of any supported meter, the same way whatever was decoded before."""
 
     def __init__(self) -> None:
         """Start without a previous decoder and with an empty shape cache."""
@@ -198,19 +198,11 @@ class AutoDecoder:
         return self._decode(frame_content, None)
 
     def _decode(self, frame_content: bytes, trace: Optional[Trace]) -> Optional[DecodedMessage]:
-        """Run the full decoders (the last good one first, then those fitting the body), never raising."""
+        """Run the decoders fitting the body, the meter's own before the generic one; never raise."""
         try:
             content = frame_content if isinstance(frame_content, bytes) else bytes(frame_content)
-            previous = self._previous
-            if previous is not None:
-                try:
-                    return DECODERS[previous](content, trace)
-                except DecodeError:
-                    pass
             errors: List[str] = []
             for name in _candidates(content):
-                if name == previous:
-                    continue
                 if trace is not None:
                     trace.clear()
                 try:

@@ -29,6 +29,7 @@ def vector(vector_id: str) -> dict[str, Any]:
 
 
 AIDON_LIST_1 = bytes.fromhex(vector("no-aidon-list1-amshan-llc")["hex"])
+AIDON_LIST_3 = bytes.fromhex(vector("no-aidon-list3-amshan-llc")["hex"])
 KAIFA_LIST_1 = bytes.fromhex(vector("no-kaifa-list1-amshan-llc")["hex"])
 KAMSTRUP_LIST_2 = bytes.fromhex(vector("no-kamstrup-list2-amshan-1ph-real-llc")["hex"])
 
@@ -46,7 +47,7 @@ class TestAutoDecoder:
         assert decoder.decode_frame_content(KAIFA_LIST_1) is not None
         assert decoder.previous_success_decoder == "Kaifa"
 
-    def test_the_previous_decoder_is_tried_first_and_alone(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_a_message_tries_only_the_decoders_its_body_fits(self, monkeypatch: pytest.MonkeyPatch) -> None:
         calls: list[str] = []
         for name, function in list(DECODERS.items()):
 
@@ -63,7 +64,21 @@ class TestAutoDecoder:
         assert calls == ["Kamstrup"]
         calls.clear()
         decoder.decode_message(AIDON_LIST_1)
-        assert calls == ["Kamstrup", "Aidon"]
+        assert calls == ["Aidon"]  # what came before does not matter
+
+    def test_a_message_only_generic_decodes_does_not_change_how_the_next_ones_decode(self) -> None:
+        """A Swedish Aidon list (no list id) after a mistyped one still decodes as Aidon, manufacturer too."""
+        swedish = bytes.fromhex(vector("se-aidon-se-list-amshan-llc")["hex"])
+        voltage = AIDON_LIST_3.index(bytes.fromhex("0906 0100200700ff")) + 8  # the value after the OBIS code
+        assert AIDON_LIST_3[voltage] == 0x12  # long-unsigned
+        mistyped = AIDON_LIST_3[:voltage] + b"\x0a\x03230" + AIDON_LIST_3[voltage + 3 :]
+        decoder = AutoDecoder()
+        assert "voltage_l1" not in (decoder.decode_frame_content(mistyped) or {"voltage_l1": None})
+        assert decoder.previous_success_decoder == "Generic"
+        decoded = decoder.decode_frame_content(swedish)
+        assert decoded == AutoDecoder().decode_frame_content(swedish)
+        assert decoded is not None and decoded["meter_manufacturer"] == "Aidon"
+        assert decoder.previous_success_decoder == "Aidon"
 
     def test_a_decoder_bug_is_contained_and_logged(
         self, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
