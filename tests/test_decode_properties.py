@@ -9,11 +9,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, Tuple
 
 import _cosem_encoder as enc
+from _decoders import assert_contained
 from _support import corpus_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amshan import DecodeError, aidon, generic, kaifa, kamstrup
+from amshan import aidon, generic, kaifa, kamstrup
 from amshan.autodecoder import DECODERS, AutoDecoder
 from amshan.dlms import apdu_offset, read_notification_header
 from amshan.generic import message_to_dict
@@ -255,14 +256,6 @@ def test_generic_round_trip(case: Tuple[bytes, Dict[str, Any]]) -> None:
 
 # Fuzzing: no bytes make a decoder raise anything but DecodeError, nor AutoDecoder raise at all
 
-DECODE_FUNCTIONS = [
-    aidon.decode_frame_content,
-    kaifa.decode_frame_content,
-    kamstrup.decode_frame_content,
-    generic.decode_frame_content,
-]
-
-
 def _seed_contents() -> List[bytes]:
     contents = []
     for vector in corpus_frames():
@@ -275,18 +268,6 @@ def _seed_contents() -> List[bytes]:
 
 
 SEEDS = _seed_contents()
-
-
-def assert_contained(content: bytes) -> None:
-    for decode in DECODE_FUNCTIONS:
-        try:
-            result = decode(content)
-        except DecodeError:
-            continue
-        assert all(isinstance(v, (str, int, float, datetime)) for v in result.values())
-        assert isinstance(result.get("meter_datetime", datetime.min), datetime)
-    decoded = AutoDecoder().decode_frame_content(content)
-    assert decoded is None or isinstance(decoded, dict)
 
 
 @settings(max_examples=1500, deadline=None)
