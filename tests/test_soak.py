@@ -141,6 +141,16 @@ class Soak:
         reader = protocol._frame_reader  # the test's precondition only: the library need not expose it
         await self.until(lambda: reader.buffered_bytes >= size, f"{size} octets of a cut frame to be read")
 
+    async def serve(self, fd: int) -> None:
+        """Stream 4 to 24 frames over the current connection, then ready it for its kind of unplug."""
+        connection = self.connections[-1]
+        await self.stream(fd, self.rng.randint(4, 24))
+        if connection.unplug != ABRUPT:
+            await self.received_up_to(connection.last)
+        if connection.unplug == MID_FRAME:
+            connection.partial, size = await self.write_partial(fd)
+            await self.wait_buffered(connection.protocol, size)
+
     def check(self) -> dict[str, int]:
         """Check every connection's deliveries; return the figures."""
         assert not self.foreign, f"{len(self.foreign)} messages no written frame made: {self.foreign[:3]}"
@@ -191,6 +201,20 @@ def new_protocol(
     return connection[1]
 
 
+def quick_manager(factory: Callable[[], Any]) -> ConnectionManager:
+    """Return a manager that retries within 5-20 ms and, since every loss trips its breaker, waits 10 ms."""
+    return ConnectionManager(
+        factory,
+        back_off_connect_error=ExponentialBackOff(initial_delay_sec=0.005, max_delay_sec=0.02),
+        connection_lost_back_off_sleep_sec=0.01,
+    )
+
+
+def unplug_kind(cycle: int, cycles: int) -> str:
+    """Return how connection number cycle ends: the three unplugs in turn, close() for the last one."""
+    return CLOSE if cycle == cycles else (BOUNDARY, MID_FRAME, ABRUPT)[cycle % 3]
+
+
 def report(title: str, figures: dict[str, int], started: float) -> None:
     figures_text = ", ".join(f"{k} {v}" for k, v in figures.items())
     print(f"{title}: {figures_text}, {time.monotonic() - started:.1f} s")
@@ -233,17 +257,14 @@ async def test_socat_unplugged_and_replugged_100_times_while_frames_stream(tmp_p
     soak = Soak(random.Random(SEED))
     tasks_before = asyncio.all_tasks()
     fds_before = open_fds()
-    manager = ConnectionManager(
+    manager = quick_manager(
         soak.recorded(
             lambda: create_serial_frame_content_connection(
                 soak.queue, None, url=str(cable.device), baudrate=2400
             )
-        ),
-        back_off_connect_error=ExponentialBackOff(initial_delay_sec=0.005, max_delay_sec=0.02),
-        connection_lost_back_off_sleep_sec=0.01,  # every loss trips the breaker: quick losses, 10 ms apart
+        )
     )
     loop_task = asyncio.ensure_future(manager.connect_loop())
-    rng = soak.rng
     protocol: SmartMeterBaseProtocol | None = None
     try:
         for cycle in range(SERIAL_CYCLES + 1):  # the last connection is still up when close() is called
@@ -256,15 +277,10 @@ async def test_socat_unplugged_and_replugged_100_times_while_frames_stream(tmp_p
                 if not quiet:
                     await soak.write_frame(fd)  # streams on while the manager reconnects
                 await asyncio.sleep(0.001)
-            unplug = CLOSE if cycle == SERIAL_CYCLES else (BOUNDARY, MID_FRAME, ABRUPT)[cycle % 3]
+            unplug = unplug_kind(cycle, SERIAL_CYCLES)
             connection = Connection(protocol, unplug, quiet, first=soak.next)
             soak.connections.append(connection)
-            await soak.stream(fd, rng.randint(4, 24))
-            if unplug != ABRUPT:
-                await soak.received_up_to(connection.last)
-            if unplug == MID_FRAME:
-                connection.partial, size = await soak.write_partial(fd)
-                await soak.wait_buffered(protocol, size)
+            await soak.serve(fd)
             if unplug == CLOSE:
                 break
             cable.stop()
@@ -298,15 +314,12 @@ async def test_ser2net_restarted_24_times_while_frames_stream(tmp_path: Path) ->
     fd = cable.feeder_fd()
     tasks_before = asyncio.all_tasks()
     fds_before = open_fds()
-    manager = ConnectionManager(
+    manager = quick_manager(
         soak.recorded(
             lambda: create_tcp_frame_content_connection(soak.queue, None, "127.0.0.1", bridge.port)
-        ),
-        back_off_connect_error=ExponentialBackOff(initial_delay_sec=0.005, max_delay_sec=0.02),
-        connection_lost_back_off_sleep_sec=0.01,
+        )
     )
     loop_task = asyncio.ensure_future(manager.connect_loop())
-    rng = soak.rng
     protocol: SmartMeterBaseProtocol | None = None
     try:
         for cycle in range(SER2NET_RESTARTS + 1):  # the last connection is still up when close() is called
@@ -316,7 +329,7 @@ async def test_ser2net_restarted_24_times_while_frames_stream(tmp_path: Path) ->
                 assert time.monotonic() < deadline, f"restart {cycle}: no new connection"
                 await soak.write_frame(fd)  # streams on while ser2net is down and the manager reconnects
                 await asyncio.sleep(0.002)
-            unplug = CLOSE if cycle == SER2NET_RESTARTS else (BOUNDARY, MID_FRAME, ABRUPT)[cycle % 3]
+            unplug = unplug_kind(cycle, SER2NET_RESTARTS)
             connection = Connection(protocol, unplug, quiet_start=False)
             soak.connections.append(connection)
             while not connection.received:
@@ -326,12 +339,7 @@ async def test_ser2net_restarted_24_times_while_frames_stream(tmp_path: Path) ->
                 soak.collect()
             connection.first = connection.received[0]
             connection.last = soak.next - 1
-            await soak.stream(fd, rng.randint(4, 24))
-            if unplug != ABRUPT:
-                await soak.received_up_to(connection.last)
-            if unplug == MID_FRAME:
-                connection.partial, size = await soak.write_partial(fd)
-                await soak.wait_buffered(protocol, size)
+            await soak.serve(fd)
             if unplug == CLOSE:
                 break
             bridge.stop()
@@ -364,10 +372,8 @@ async def test_slow_consumer_bounded_queue_counts_and_reports_drops_then_recover
     frames = NumberedFrames()
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=size)
     rng = random.Random(SEED + 2)
-    manager = ConnectionManager(
-        lambda: create_serial_frame_content_connection(queue, None, url=str(cable.device), baudrate=2400),
-        back_off_connect_error=ExponentialBackOff(initial_delay_sec=0.005, max_delay_sec=0.02),
-        connection_lost_back_off_sleep_sec=0.01,
+    manager = quick_manager(
+        lambda: create_serial_frame_content_connection(queue, None, url=str(cable.device), baudrate=2400)
     )
     loop_task = asyncio.ensure_future(manager.connect_loop())
     protocols: list[SmartMeterBaseProtocol] = []
