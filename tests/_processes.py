@@ -175,6 +175,21 @@ async def write_paced(fd: int, chunks: list[bytes], timeout: float = 10.0) -> No
         await asyncio.sleep(0)
 
 
+async def run_bounded(*argv: str, timeout: float) -> tuple[int, str, str]:
+    """Run a command without blocking the loop, killed if it overruns timeout; return code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
 def open_fd_count() -> int:
     """Return how many file descriptors this process has open."""
     return len(os.listdir("/proc/self/fd"))

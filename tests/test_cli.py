@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from _hdlc_builder import build_frame
+from _processes import run_bounded
 from _support import corpus_frames, load_corpus
 
 import amshan
@@ -407,27 +407,14 @@ async def test_idle_watchdog_reconnects_a_silent_tcp_meter() -> None:
     # close it and the connection manager reconnect, which replays the frame to the new connection.
     [vector] = [v for v in load_corpus() if v["id"] == "no-kamstrup-list1-em001-2"]
     async with MeterSimulator([bytes.fromhex(vector["hex"])], interval=3600) as meter:
-        process = await asyncio.create_subprocess_exec(
-            str(AMSHAN),
-            "read",
-            f"tcp://127.0.0.1:{meter.port}",
-            "--idle-timeout",
-            "0.5",
-            "--count",
-            "2",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        assert process.returncode == 0, stderr.decode()
+        returncode, stdout, stderr = await run_bounded(
+            str(AMSHAN), "read", f"tcp://127.0.0.1:{meter.port}", "--idle-timeout", "0.5", "--count", "2",
+            timeout=TIMEOUT,
+        )  # fmt: skip
+        assert returncode == 0, stderr
         assert meter.clients_served == 2
-    messages = json_lines(stdout.decode())
+    messages = json_lines(stdout)
     assert len(messages) == 2
     for message in messages:
         assert_values(message, vector)
-    assert "No valid frame from the meter for 0.5 s" in stderr.decode()
+    assert "No valid frame from the meter for 0.5 s" in stderr

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from _processes import run_bounded
 from _support import PROJECT_ROOT, corpus_frames, load_corpus
 from test_influxdb import DATABASE, InfluxServer, influxd  # noqa: F401 - the real-influxd fixture
 
@@ -31,21 +31,10 @@ def exact_items(vector: dict[str, Any]) -> list[str]:
 
 
 async def run_example(name: str, *args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(EXAMPLES / name),
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode == 0, stderr.decode()
-    return stdout.decode()
+    script = str(EXAMPLES / name)
+    returncode, stdout, stderr = await run_bounded(sys.executable, script, *args, timeout=TIMEOUT)
+    assert returncode == 0, stderr
+    return stdout
 
 
 def test_decode_file(tmp_path: Path) -> None:
