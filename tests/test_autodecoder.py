@@ -68,7 +68,8 @@ class TestAutoDecoder:
 
     def test_a_message_only_generic_decodes_does_not_change_how_the_next_ones_decode(self) -> None:
         """A Swedish Aidon list (no list id) after a mistyped one still decodes as Aidon, manufacturer too."""
-        swedish = bytes.fromhex(vector("se-aidon-se-list-amshan-llc")["hex"])
+        stated = vector("se-aidon-se-list-amshan-llc")
+        swedish = bytes.fromhex(stated["hex"])
         voltage = AIDON_LIST_3.index(bytes.fromhex("0906 0100200700ff")) + 8  # the value after the OBIS code
         assert AIDON_LIST_3[voltage] == 0x12  # long-unsigned
         mistyped = AIDON_LIST_3[:voltage] + b"\x0a\x03230" + AIDON_LIST_3[voltage + 3 :]
@@ -78,6 +79,9 @@ class TestAutoDecoder:
         decoded = decoder.decode_frame_content(swedish)
         assert decoded == AutoDecoder().decode_frame_content(swedish)
         assert decoded is not None and decoded["meter_manufacturer"] == "Aidon"
+        for key, value in stated["values"].items():  # every value the corpus states for it
+            found = decoded[key]
+            assert (found.isoformat() if isinstance(found, datetime) else found) == pytest.approx(value), key
         assert decoder.previous_success_decoder == "Aidon"
 
     def test_a_decoder_bug_is_contained_and_logged(
