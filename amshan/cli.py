@@ -28,9 +28,9 @@ from typing import Any, Optional, TextIO
 from amshan import __version__
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder, MeterItem
-from amshan.generic import message_to_dict
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT, InfluxDbWriter, PointMaker
+from amshan.items import message_to_dict
 from amshan.meter_connection import ConnectionManager, MeterTransportProtocol
 from amshan.obis_map import NEK_HAN_FIELD_METER_DATETIME
 from amshan.serial_connection_factory import (
