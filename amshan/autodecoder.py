@@ -12,7 +12,7 @@ from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
 from amshan.dlms import apdu_offset, read_notification_header
-from amshan.generic import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
+from amshan.items import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
 from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME
 
 __all__ = ["DECODERS", "AutoDecoder", "MeterItem"]
