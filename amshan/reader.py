@@ -21,8 +21,8 @@ from amshan.autodecoder import AutoDecoder
 from amshan.cipher import CipheredApduFramer, CipherStats
 from amshan.dlms import BlockTransferAssembler
 from amshan.framing import Framer, FrameScanner
-from amshan.generic import ItemValue
 from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
+from amshan.items import ItemValue
 from amshan.mbus import MbusFramer, MbusMessageAssembler, parse_frame
 
 __all__ = ["MeterReader", "ReaderStats"]
