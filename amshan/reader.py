@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Union
 
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder
 from amshan.cipher import CipheredApduFramer, CipherStats
 from amshan.dlms import BlockTransferAssembler
 from amshan.framing import Framer, FrameScanner
-from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
+from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 from amshan.items import ItemValue
 from amshan.mbus import MbusFramer, MbusMessageAssembler, parse_frame
 
-__all__ = ["MeterReader", "ReaderStats"]
+__all__ = ["MeterReader", "ReadFrame", "ReaderStats"]
 
 _LOGGER = logging.getLogger(__name__)
 _MAX_FRAME_LENGTH = 0x1000  # the longest any transport's candidate may claim (bounds the buffer)
@@ -44,6 +44,15 @@ class ReaderStats:
     transports: Dict[str, int] = field(default_factory=dict)  # valid frames per transport: "hdlc", "mbus"...
     last_decoder: str | None = None  # the decoder that took the last decoded message ("Aidon", ...)
     ciphering: CipherStats = field(default_factory=CipherStats)  # decrypted, no key, wrong key, bad tag...
+
+
+class ReadFrame(NamedTuple):
+    """A frame of any transport, as ``MeterReader.read_frames`` returns it, with the message it completes."""
+
+    transport: str  # "hdlc", "mbus" or "apdu"
+    frame: Union[HdlcFrame, bytes]  # the HDLC frame, or the octets of an M-Bus frame or a bare APDU
+    valid: bool  # its checks passed
+    message: Optional[bytes]  # the whole message's content (ciphered as received) it completes, else None
 
 
 class _Transport(NamedTuple):
@@ -82,6 +91,11 @@ class MeterReader:
         return self._decoder
 
     @property
+    def discarded_bytes(self) -> int:
+        """Return how many bytes were outside every frame of every transport (noise, idle flags)."""
+        return self._scanner.discarded_bytes
+
+    @property
     def buffered_bytes(self) -> int:
         """Return how many bytes are held while a frame is incomplete (bounded by the longest frames)."""
         return self._hdlc_reader.buffered_bytes + self._scanner.buffered_bytes
@@ -89,14 +103,28 @@ class MeterReader:
     def read(self, chunk: bytes) -> List[Dict[str, ItemValue]]:
         """Feed the next bytes of the stream; return the dictionaries of the messages they complete."""
         try:
-            return self._read(bytes(chunk))
+            return self._read(bytes(chunk), None)
         except Exception:  # a bug must not take the caller's stream down: report it (rate-limited), go on
             if self._errors.ready():
                 _LOGGER.exception("MeterReader failed on a chunk of the stream")
             return []
 
-    def _read(self, chunk: bytes) -> List[Dict[str, ItemValue]]:
-        """Cut the chunk into frames of any transport, reassemble and decode the messages they complete."""
+    def read_frames(self, chunk: bytes) -> List[ReadFrame]:
+        """Feed the next bytes; return every frame they complete, of any transport, with its message.
+
+        For diagnosis and for callers that decode themselves (``--format frames``, ``obis``): messages are
+        reassembled but not decrypted or decoded here.  Never raises.
+        """
+        frames: List[ReadFrame] = []
+        try:
+            self._read(bytes(chunk), frames)
+        except Exception:
+            if self._errors.ready():
+                _LOGGER.exception("MeterReader failed on a chunk of the stream")
+        return frames
+
+    def _read(self, chunk: bytes, frames: Optional[List[ReadFrame]]) -> List[Dict[str, ItemValue]]:
+        """Cut the chunk into frames, reassemble and decode messages; with frames, list those instead."""
         stats = self.stats
         stats.bytes_read += len(chunk)
         results: List[Dict[str, ItemValue]] = []
@@ -106,22 +134,31 @@ class MeterReader:
         valid = messages = decoded_messages = 0
         for item in self._hdlc_reader.read_interleaved(chunk):
             if isinstance(item, bytes):
-                self._read_other(item, results)
+                self._read_other(item, results, frames)
                 continue
             content = assembler.add(item)  # content only from valid frames
-            if not content:
+            if content and (blocks.pending or b"\xe0" in content[:4]):  # a general-block-transfer block?
+                valid += 1
+                content = blocks.add(content)
+                if not content and frames is not None:
+                    frames.append(ReadFrame("hdlc", item, True, None))
+                if not content:
+                    continue
+            elif content:
+                valid += 1
+            else:
                 if item.is_valid:
                     valid += 1
                 else:
                     stats.invalid_frames += 1
                     blocks.drop("a damaged HDLC frame arrived")
+                if frames is not None:
+                    frames.append(ReadFrame("hdlc", item, item.is_valid, None))
                 continue
-            valid += 1
-            if blocks.pending or b"\xe0" in content[:4]:  # a general-block-transfer block, maybe
-                content = blocks.add(content)
-                if not content:
-                    continue
             messages += 1
+            if frames is not None:
+                frames.append(ReadFrame("hdlc", item, True, content))
+                continue
             decoded = decode(content)
             if decoded is not None:
                 results.append(decoded)
@@ -130,24 +167,31 @@ class MeterReader:
             stats.valid_frames += valid
             stats.transports["hdlc"] = stats.transports.get("hdlc", 0) + valid
         if messages:
-            self._count(messages, decoded_messages)
+            self._count(messages, decoded_messages, frames is None)
         return results
 
-    def _read_other(self, data: bytes, results: List[Dict[str, ItemValue]]) -> None:
+    def _read_other(
+        self, data: bytes, results: List[Dict[str, ItemValue]], frames: Optional[List[ReadFrame]]
+    ) -> None:
         """Find the frames of the other transports in bytes outside HDLC frames; decode their messages."""
         stats = self.stats
         transports = self._transports
         counts = stats.transports
         for framer, frame, valid in self._scanner.read(data):
             transport = transports[framer.name]
+            content = None
             if not valid:
                 stats.invalid_frames += 1
                 transport.damaged(frame)
-                continue
-            stats.valid_frames += 1
-            counts[framer.name] = counts.get(framer.name, 0) + 1
-            content = transport.message(frame)
-            if content:
+            else:
+                stats.valid_frames += 1
+                counts[framer.name] = counts.get(framer.name, 0) + 1
+                content = transport.message(frame)
+            if frames is not None:
+                frames.append(ReadFrame(framer.name, frame, valid, content or None))
+                if content:
+                    self._count(1, 0, False)
+            elif content:
                 self._decode(content, results)
 
     def _mbus_message(self, data: bytes) -> Optional[bytes]:
@@ -167,12 +211,14 @@ class MeterReader:
         decoded = self._decoder.decode_frame_content(content)
         if decoded is not None:
             results.append(decoded)
-        self._count(1, 0 if decoded is None else 1)
+        self._count(1, 0 if decoded is None else 1, True)
 
-    def _count(self, messages: int, decoded: int) -> None:
-        """Count whole messages and how many of them gave a dictionary."""
+    def _count(self, messages: int, decoded: int, were_decoded: bool) -> None:
+        """Count whole messages and, when they were decoded here, how many of them gave a dictionary."""
         stats = self.stats
         stats.messages += messages
+        if not were_decoded:
+            return
         stats.decoded += decoded
         stats.undecodable += messages - decoded
         if decoded:

@@ -3,7 +3,9 @@
 It serves the quick start (``amshan demo``), tests, and people developing against amshan without a meter
 (``amshan simulate``). The frames are real Aidon, Kaifa and Kamstrup captures from Norway, bundled as package
 data (``amshan/data/*.txt``, one HDLC frame per line as hex); every client gets its own replay from the first
-frame, at a configurable (accelerated) cadence.
+frame, at a configurable (accelerated) cadence.  Two ciphered streams need keys, which ``bundled_keys``
+gives: ``dk`` (Danish Kamstrup in HDLC, SC 0x30, corpus plaintexts ciphered with demo keys) and ``at``
+(Austrian M-Bus, SC 0x20, the official Netz NOE example and its published key); each line is one message.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from types import TracebackType
 
 _LOGGER = logging.getLogger(__name__)
 
-METERS = ("aidon", "kaifa", "kamstrup")
+METERS = ("aidon", "kaifa", "kamstrup", "dk", "at")
+PLAIN_METERS = ("aidon", "kaifa", "kamstrup")  # what "all" interleaves: they need no keys
 DEFAULT_INTERVAL = 1.0
+_KEYS = {  # public keys of the ciphered streams: (encryption key, authentication key)
+    "dk": ("000102030405060708090a0b0c0d0e0f", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"),  # DLMS demo keys
+    "at": ("36c66639e48a8ca4d6bc8b282a793bbb", None),  # Netz NOE's published example key (no AK)
+}
 
 
 def parse_hex_line(line: str) -> bytes | None:
@@ -33,10 +40,19 @@ def parse_hex_line(line: str) -> bytes | None:
     return bytes.fromhex(text.replace(":", " "))
 
 
+def bundled_keys(meter: str) -> tuple[bytes | None, bytes | None]:
+    """Return the (public) encryption and authentication keys of a bundled stream; (None, None) if plain."""
+    encryption_key, authentication_key = _KEYS.get(meter, (None, None))
+    return (
+        None if encryption_key is None else bytes.fromhex(encryption_key),
+        None if authentication_key is None else bytes.fromhex(authentication_key),
+    )
+
+
 def bundled_frames(meter: str = "all") -> list[bytes]:
-    """Return the bundled frames of one meter (aidon, kaifa, kamstrup) or of all three, interleaved."""
+    """Return the bundled frames of one meter (aidon, kaifa, kamstrup, dk, at) or the plain three mixed."""
     if meter == "all":
-        lists = [bundled_frames(name) for name in METERS]
+        lists = [bundled_frames(name) for name in PLAIN_METERS]
         return [frame for group in itertools.zip_longest(*lists) for frame in group if frame is not None]
     if meter not in METERS:
         raise ValueError(f"expected a meter among {', '.join(METERS)} or all, found {meter!r}")

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from amshan.cli.options import EXIT_OK, add_common, positive_float
 from amshan.cli.sources import stop_on_signals, until
-from amshan.simulator import DEFAULT_INTERVAL, METERS, MeterSimulator, bundled_frames
+from amshan.simulator import DEFAULT_INTERVAL, METERS, MeterSimulator, bundled_frames, bundled_keys
 
 
 def add_parser(commands: Any) -> None:
@@ -22,7 +22,11 @@ def add_parser(commands: Any) -> None:
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     simulate.add_argument("--port", type=int, default=0, help="TCP port (default 0: any free port)")
     simulate.add_argument(
-        "--meter", choices=(*METERS, "all"), default="all", help="whose frames to send (default all)"
+        "--meter",
+        choices=(*METERS, "all"),
+        default="all",
+        help="whose frames to send (default all: Aidon, Kaifa, Kamstrup); dk and at are ciphered (Danish"
+        " Kamstrup in HDLC, Austrian M-Bus): their keys are printed to read them with",
     )
     simulate.add_argument(
         "--interval",
@@ -40,7 +44,9 @@ def add_parser(commands: Any) -> None:
 async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Serve the chosen meter's frames until Ctrl-C or ``--duration``; return the exit status."""
     frames = bundled_frames(args.meter)
-    who = "Aidon, Kaifa and Kamstrup" if args.meter == "all" else args.meter.capitalize()
+    names = {"all": "Aidon, Kaifa and Kamstrup", "dk": "ciphered Danish Kamstrup", "at": "ciphered Austrian"}
+    who = names.get(args.meter, args.meter.capitalize())
+    encryption_key, authentication_key = bundled_keys(args.meter)
     stop = asyncio.Event()
     with stop_on_signals(stop):
         async with MeterSimulator(
@@ -51,6 +57,12 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                 f"amshan simulate: each client gets {len(frames)} real {who} frames,"
                 f" one every {args.interval:g} s{', once' if args.once else ', in a loop'}; Ctrl-C stops\n"
             )
+            if encryption_key is not None:  # public demo keys, printed so that the stream can be read
+                stdout.write(
+                    f"amshan simulate: read it with --encryption-key {encryption_key.hex()}"
+                    + (f" --authentication-key {authentication_key.hex()}" if authentication_key else "")
+                    + "\n"
+                )
             stdout.flush()
             if args.duration is not None:
                 await until(asyncio.sleep(args.duration), stop)
