@@ -240,18 +240,21 @@ class AutoDecoder:
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:
         """Decode an information field (LLC header optional) into manufacturer, date-time, items; or None."""
-        return self._deciphered(frame_content, lambda content: self._decode(content, None))
+        pos = _ciphering_offset(frame_content)
+        if pos < 0:
+            return self._decode(frame_content, None)
+        return self._deciphered(frame_content, pos, lambda content: self._decode(content, None))
 
-    def _deciphered(self, frame_content: bytes, decode: Callable[[bytes], Optional[_T]]) -> Optional[_T]:
-        """Decode plain content directly, ciphered content through its plaintext; None when neither works.
+    def _deciphered(
+        self, frame_content: bytes, pos: int, decode: Callable[[bytes], Optional[_T]]
+    ) -> Optional[_T]:
+        """Decode ciphered content (its APDU at pos) through its plaintext; None when that gives nothing.
 
         An unauthenticated plaintext (no AK, or no tag) is accepted only when it decodes, so a wrong key
         gives no data; every ciphered message that gives none is counted in ``cipher_stats``.
         """
-        pos = _ciphering_offset(frame_content)
-        if pos < 0:
-            return decode(frame_content)
-        frame_content = bytes(frame_content)  # the plaintexts are bytes too: no ciphering tag recurs
+        if type(frame_content) is not bytes:  # the plaintexts are bytes too: no ciphering tag recurs
+            frame_content = bytes(frame_content)
         try:
             apdu = parse_ciphered_apdu(frame_content, pos)
             if apdu.end != len(frame_content):
@@ -327,8 +330,9 @@ class AutoDecoder:
                 self._previous = shape.name
                 self.shape_cache_hits += 1
                 return result
-        if _ciphering_offset(frame_content) >= 0:  # never the skeleton of a plain message's shape
-            return self._deciphered(frame_content, self.decode_frame_content)
+        pos = _ciphering_offset(frame_content)
+        if pos >= 0:  # never the skeleton of a plain message's shape
+            return self._deciphered(frame_content, pos, self.decode_frame_content)
         trace: Trace = []
         message = self._decode(frame_content, trace)
         if message is None:
