@@ -23,6 +23,15 @@ _LOGGER = logging.getLogger(__name__)
 METERS = ("aidon", "kaifa", "kamstrup", "dk", "at")
 PLAIN_METERS = ("aidon", "kaifa", "kamstrup")  # what "all" interleaves: they need no keys
 DEFAULT_INTERVAL = 1.0
+METER_NAMES = {
+    "all": "Aidon, Kaifa and Kamstrup",
+    "aidon": "Aidon",
+    "kaifa": "Kaifa",
+    "kamstrup": "Kamstrup",
+    "dk": "ciphered Danish Kamstrup (HDLC)",
+    "at": "ciphered Austrian M-Bus",
+}
+"""What each choice of ``--meter`` sends, for people."""
 _KEYS = {  # public keys of the ciphered streams: (encryption key, authentication key)
     "dk": ("000102030405060708090a0b0c0d0e0f", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"),  # DLMS demo keys
     "at": ("36c66639e48a8ca4d6bc8b282a793bbb", None),  # Netz NOE's published example key (no AK)

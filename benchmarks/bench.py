@@ -250,40 +250,28 @@ def _python_for(impl: str) -> str:
     return str(old_python()) if impl == "old" else sys.executable
 
 
-def run_task(impl: str, job: Dict[str, Any]) -> Dict[str, Any]:
-    """Run one memory task in a fresh subprocess of the implementation's interpreter; return its result."""
-    proc = subprocess.run(
-        [_python_for(impl), str(RUNNER), impl, "task"],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        cwd=str(HERE),
-        check=False,
-    )
+def _run_json(argv: List[str], stdin: str, what: str) -> Dict[str, Any]:
+    """Run a fresh process that prints one JSON object; return it, or {"error": ...} when it fails."""
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, cwd=str(HERE), check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        print(f"!! {impl} {job['task']} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
-        return {"impl": impl, "error": tail}
+        print(f"!! {what} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
+        return {"error": tail}
     result: Dict[str, Any] = json.loads(proc.stdout)
     return result
+
+
+def run_task(impl: str, job: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one memory task in a fresh subprocess of the implementation's interpreter; return its result."""
+    argv = [_python_for(impl), str(RUNNER), impl, "task"]
+    result = _run_json(argv, json.dumps(job), f"{impl} {job['task']}")
+    return {"impl": impl, **result} if "error" in result else result
 
 
 def run_meter_reader(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Run the MeterReader rows (_meter_reader.py, ours only) in a fresh process; return its figures."""
     job = json.dumps({"stream_bytes": cfg["stream_bytes"], "runs": cfg["runs"]})
-    proc = subprocess.run(
-        [sys.executable, str(METER_READER), job],
-        capture_output=True,
-        text=True,
-        cwd=str(HERE),
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        print(f"!! MeterReader rows failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
-        return {"error": tail}
-    result: Dict[str, Any] = json.loads(proc.stdout)
-    return result
+    return _run_json([sys.executable, str(METER_READER), job], "", "MeterReader rows")
 
 
 class Server:

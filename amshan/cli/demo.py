@@ -6,10 +6,17 @@ import argparse
 from typing import Any, TextIO
 
 from amshan.cli.formats import FORMATS, Sink
-from amshan.cli.options import DEFAULT_IDLE_TIMEOUT, EXIT_FAILURE, EXIT_OK, add_common, positive_float
+from amshan.cli.options import (
+    DEFAULT_IDLE_TIMEOUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_common,
+    add_meter_choice,
+    positive_float,
+)
 from amshan.cli.read import run_pipeline
 from amshan.cli.sources import parse_source
-from amshan.simulator import METERS, MeterSimulator, bundled_frames, bundled_keys
+from amshan.simulator import METER_NAMES, MeterSimulator, bundled_frames, bundled_keys
 
 DEFAULT_DEMO_DURATION = 6.0
 DEFAULT_DEMO_INTERVAL = 0.5
@@ -24,13 +31,7 @@ def add_parser(commands: Any) -> None:
         " read it through the TCP connection factory and the ConnectionManager, print what it decodes.",
     )
     demo.add_argument("--format", choices=FORMATS, default="obis", help="output format (default obis)")
-    demo.add_argument(
-        "--meter",
-        choices=(*METERS, "all"),
-        default="all",
-        help="whose frames (default all: Aidon, Kaifa, Kamstrup); dk: ciphered Danish Kamstrup (HDLC),"
-        " at: ciphered Austrian M-Bus, read with their public demo keys",
-    )
+    add_meter_choice(demo)
     demo.add_argument(
         "--duration", type=positive_float, default=DEFAULT_DEMO_DURATION, help="seconds to run (default 6)"
     )
@@ -50,12 +51,11 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     keys = "" if encryption_key is None else f" --encryption-key {encryption_key.hex()}"
     if authentication_key is not None:
         keys += f" --authentication-key {authentication_key.hex()}"
-    who = {"all": "Aidon, Kaifa, Kamstrup", "dk": "ciphered Danish Kamstrup", "at": "ciphered Austrian M-Bus"}
     async with MeterSimulator(frames, interval=args.interval) as simulator:
         address = f"tcp://{simulator.host}:{simulator.port}"
         stderr.write(
             f"amshan demo: a simulated meter on {address} replays {len(frames)} real messages"
-            f" ({who.get(args.meter, args.meter.capitalize())}) every {args.interval:g} s;\n"
+            f" ({METER_NAMES[args.meter]}) every {args.interval:g} s;\n"
             f"amshan demo: reading it for {args.duration:g} s with: amshan read {address}"
             f" --format {args.format}{keys}\n"
         )

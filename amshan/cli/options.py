@@ -8,6 +8,7 @@ from typing import Optional, Tuple
 
 from amshan.cipher import parse_key
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
+from amshan.simulator import METERS
 
 DEFAULT_IDLE_TIMEOUT = 60.0  # meters push at least every 10 s; a minute of silence means a dead link
 EXIT_OK = 0
@@ -129,6 +130,17 @@ def keys_of(args: argparse.Namespace) -> Tuple[Optional[bytes], Optional[bytes]]
     if keys[1] is not None and keys[0] is None:
         raise UsageError("an authentication key was given without an encryption key")
     return keys[0], keys[1]
+
+
+def add_meter_choice(parser: argparse.ArgumentParser) -> None:
+    """Add ``--meter``: whose bundled frames the simulated meter sends (``demo``, ``simulate``)."""
+    parser.add_argument(
+        "--meter",
+        choices=(*METERS, "all"),
+        default="all",
+        help="whose frames (default all: Aidon, Kaifa and Kamstrup interleaved); dk and at are ciphered"
+        " (Danish Kamstrup in HDLC, Austrian M-Bus) and read with their public keys",
+    )
 
 
 def add_influxdb_options(parser: argparse.ArgumentParser) -> None:

@@ -6,9 +6,9 @@ import argparse
 import asyncio
 from typing import Any, TextIO
 
-from amshan.cli.options import EXIT_OK, add_common, positive_float
+from amshan.cli.options import EXIT_OK, add_common, add_meter_choice, positive_float
 from amshan.cli.sources import stop_on_signals, until
-from amshan.simulator import DEFAULT_INTERVAL, METERS, MeterSimulator, bundled_frames, bundled_keys
+from amshan.simulator import DEFAULT_INTERVAL, METER_NAMES, MeterSimulator, bundled_frames, bundled_keys
 
 
 def add_parser(commands: Any) -> None:
@@ -21,13 +21,7 @@ def add_parser(commands: Any) -> None:
     )
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     simulate.add_argument("--port", type=int, default=0, help="TCP port (default 0: any free port)")
-    simulate.add_argument(
-        "--meter",
-        choices=(*METERS, "all"),
-        default="all",
-        help="whose frames to send (default all: Aidon, Kaifa, Kamstrup); dk and at are ciphered (Danish"
-        " Kamstrup in HDLC, Austrian M-Bus): their keys are printed to read them with",
-    )
+    add_meter_choice(simulate)
     simulate.add_argument(
         "--interval",
         type=positive_float,
@@ -44,8 +38,7 @@ def add_parser(commands: Any) -> None:
 async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Serve the chosen meter's frames until Ctrl-C or ``--duration``; return the exit status."""
     frames = bundled_frames(args.meter)
-    names = {"all": "Aidon, Kaifa and Kamstrup", "dk": "ciphered Danish Kamstrup", "at": "ciphered Austrian"}
-    who = names.get(args.meter, args.meter.capitalize())
+    who = METER_NAMES[args.meter]
     encryption_key, authentication_key = bundled_keys(args.meter)
     stop = asyncio.Event()
     with stop_on_signals(stop):
