@@ -27,9 +27,11 @@ from amshan.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
     SERIAL_HELP,
+    Parser,
     UsageError,
+    epilog,
 )
-from amshan.cli.sources import Source, parse_source, read_live, read_recorded
+from amshan.cli.sources import QuietReported, Source, parse_source, read_live, read_recorded
 
 __all__ = [
     "DEFAULT_DEMO_DURATION",
@@ -58,11 +60,12 @@ _COMMANDS: dict[str, _Command] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``amshan`` command line."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="amshan",
         description="Read and decode the HAN port of smart electricity meters (Aidon, Kaifa, Kamstrup and"
         " other DLMS/COSEM meters that push OBIS lists).",
-        epilog="Serial settings: " + SERIAL_HELP + " Try `amshan demo` first: it needs no meter.",
+        epilog=epilog("Serial settings: " + SERIAL_HELP + " Try `amshan demo` first: it needs no meter."),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"amshan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -72,14 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(verbose: int) -> None:
+    """Log to stderr: warnings in the command line's own style, or everything in detail with -v/-vv.
+
+    Without -v the command line reports undecodable messages and connection errors itself (once, in words),
+    so the library's records about them are left out rather than said twice.
+    """
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else "amshan: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        logging.getLogger("amshan.autodecoder").setLevel(logging.ERROR)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(QuietReported())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``amshan`` command line; return the exit status (0 ok, 1 failure, 2 usage, 130 interrupted)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-        format=("%(asctime)s " if args.verbose else "") + "%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(args.verbose)
     try:
         return asyncio.run(_COMMANDS[args.command](args, sys.stdout, sys.stderr))
     except UsageError as error:

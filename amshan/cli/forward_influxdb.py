@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import Any, TextIO
 
 from amshan.cli import read
-from amshan.cli.options import SERIAL_HELP, add_common, add_influxdb_options, add_source
+from amshan.cli.options import SERIAL_HELP, add_common, add_influxdb_options, add_source, epilog
 
 
 def add_parser(commands: Any) -> None:
@@ -14,10 +15,15 @@ def add_parser(commands: Any) -> None:
     forward = commands.add_parser(
         "forward-influxdb",
         help="forward a meter's messages to InfluxDB",
-        description="Write every message as an InfluxDB point (HTTP /write: InfluxDB 1.x, or 2.x's v1 API):"
-        " one measurement, a float field per numeric value, tags meter_id and manufacturer, the meter's"
-        " own timestamp when it sends one. Batches writes, retries with back-off while the database is down.",
-        epilog="Serial settings: " + SERIAL_HELP,
+        description=textwrap.fill(
+            "Write every message as an InfluxDB point (HTTP /write: InfluxDB 1.x, or 2.x's v1 API):"
+            " one measurement, a float field per numeric value, tags meter_id and manufacturer, the meter's"
+            " own timestamp when it sends one. Batches writes, retries with back-off while the database is"
+            " down.",
+            78,
+        ),
+        epilog=epilog("Serial settings: " + SERIAL_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source(forward)
     forward.add_argument("influxdb_url", metavar="URL", help="InfluxDB base URL, e.g. http://localhost:8086")

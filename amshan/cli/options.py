@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import socket
+import textwrap
+from typing import NoReturn
 
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
 
@@ -15,23 +18,84 @@ EXIT_INTERRUPTED = 130
 SERIAL_HELP = "Aidon and Kaifa send 2400 baud 8E1 (--parity E); Kamstrup sends 2400 baud 8N1 (--parity N)."
 
 
+EXIT_STATUS_HELP = """exit status:
+  0    done: something was decoded (or served, or found)
+  1    nothing decoded from a file or stdin; a live source never connected, or
+       sent nothing decodable; InfluxDB points not written; a port that cannot
+       be listened on; probe found no working setting
+  2    usage error: bad arguments, a missing file, an invalid port or host
+       (reported before anything starts)
+  130  interrupted: a second Ctrl-C abandoned points not yet written"""
+
+
+def epilog(*paragraphs: str) -> str:
+    """Return paragraphs wrapped for --help, then the exit status table (for RawDescriptionHelpFormatter)."""
+    return "\n\n".join([*(textwrap.fill(paragraph, 78) for paragraph in paragraphs), EXIT_STATUS_HELP])
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (what is wrong, where to read more), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print the error in one line and exit with status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 class UsageError(Exception):
     """A command line that cannot work (bad source, option combination); reported without a traceback."""
 
 
+def check_host(host: str, port: int, where: str) -> None:
+    """Refuse, as a usage error, a host name that does not resolve (``where`` names the argument)."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise UsageError(
+            f"cannot resolve host {host!r} in {where}: check the name, or give an IP address"
+        ) from None
+
+
+def tcp_port(text: str) -> int:
+    """Parse a TCP port to listen on: 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535 (0: any free port), found {text!r}")
+    return port
+
+
 def positive_float(text: str) -> float:
     """Parse an argument that must be a number above zero (seconds, intervals)."""
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, found {text}")
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0 (e.g. 2.5), found {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """Parse an argument that must be a number of seconds, 0 or more (0 turns the feature off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, found {text!r}")
     return value
 
 
 def positive_int(text: str) -> int:
     """Parse an argument that must be a whole number above zero (counts, sizes)."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, found {text}")
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0 (e.g. 10), found {text!r}")
     return value
 
 
@@ -49,14 +113,15 @@ def add_source(parser: argparse.ArgumentParser) -> None:
         " a capture file of raw bytes, or - for stdin",
     )
     group = parser.add_argument_group("serial port", SERIAL_HELP)
-    group.add_argument("--baudrate", type=int, default=2400, help="baud rate (default 2400)")
+    group.add_argument("--baudrate", type=positive_int, default=2400, help="baud rate (default 2400)")
+    group.add_argument("--bytesize", type=int, choices=(7, 8), default=8, help="data bits (default 8)")
     group.add_argument(
         "--parity", choices=("N", "E", "O"), default="N", help="parity: N none (default), E even, O odd"
     )
     live = parser.add_argument_group("live meters (serial and TCP)")
     live.add_argument(
         "--idle-timeout",
-        type=float,
+        type=non_negative_float,
         default=DEFAULT_IDLE_TIMEOUT,
         metavar="SECONDS",
         help="reconnect when no valid frame came for this long (default %(default)g; 0 turns it off)",
@@ -67,6 +132,11 @@ def add_source(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages (or frames)")
+    parser.add_argument(
+        "--save",
+        metavar="FILE",
+        help="also append every byte read, exactly as received, to FILE (replay it with: amshan read FILE)",
+    )
 
 
 def add_influxdb_options(parser: argparse.ArgumentParser) -> None:
