@@ -18,7 +18,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, Callable, Optional, TextIO
 
 from amshan import __version__
-from amshan.cli import demo, forward_influxdb, read, simulate
+from amshan.cli import demo, forward_influxdb, probe, read, simulate
 from amshan.cli.demo import DEFAULT_DEMO_DURATION, DEFAULT_DEMO_INTERVAL
 from amshan.cli.formats import Sink, describe_frame
 from amshan.cli.options import (
@@ -55,6 +55,7 @@ _COMMANDS: dict[str, _Command] = {
     "forward-influxdb": forward_influxdb.run,
     "demo": demo.run,
     "simulate": simulate.run,
+    "probe": probe.run,
 }
 
 
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"amshan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for command in (read, forward_influxdb, demo, simulate):
+    for command in (read, forward_influxdb, probe, demo, simulate):
         command.add_parser(commands)
     return parser
 
@@ -101,7 +102,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         sys.stderr.write(f"amshan: {error}\n")
         return EXIT_USAGE
-    except KeyboardInterrupt:  # a second Ctrl-C while buffered points were being written
+    except KeyboardInterrupt:  # Ctrl-C where no command handles it (probe, or between reading and draining)
+        sys.stderr.write("amshan: interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader of stdout went away (amshan read ... | head)
         with contextlib.suppress(OSError):

@@ -124,11 +124,12 @@ def _summarize(
         f"{reading.bytes_read:,} bytes, {sink.frames} frames ({sink.invalid_frames} invalid),"
         f" {sink.messages} messages, {sink.decoded} decoded"
     )
+    span = f"within {args.duration:g} s" if args.duration is not None else f"in {elapsed:.0f} s"
     if source.is_live and not reading.connections:
-        stderr.write(f"amshan: never connected to {source.name} in {elapsed:.0f} s\n")
+        stderr.write(f"amshan: never connected to {source.name} {span}\n")
         return EXIT_FAILURE
     if not sink.succeeded:
-        within = f" in {elapsed:.0f} s" if source.is_live else ""
+        within = f" {span}" if source.is_live else ""
         hint = _hint(source, args, sink, reading)
         stderr.write(f"amshan: nothing decoded from {source.name}{within}: {counts}; {hint}\n")
         return EXIT_FAILURE
@@ -162,13 +163,6 @@ async def _drain(
 ) -> int:
     """Write the buffered points (saying what is waited for), give up at a 2nd Ctrl-C; return the status."""
     url = args.influxdb_url
-    writer.stop()
-    if writer.pending and not writer_task.done():
-        stderr.write(
-            f"amshan: writing {writer.pending} buffered points to InfluxDB at {url},"
-            f" waiting up to {args.drain_timeout:g} s (--drain-timeout)\n"
-        )
-        stderr.flush()
     abandon = asyncio.Event()
     interrupts = 0
 
@@ -185,6 +179,13 @@ async def _drain(
         stderr.flush()
 
     with on_signals(interrupted):
+        writer.stop()
+        if writer.pending and not writer_task.done():
+            stderr.write(
+                f"amshan: writing {writer.pending} buffered points to InfluxDB at {url},"
+                f" waiting up to {args.drain_timeout:g} s (--drain-timeout)\n"
+            )
+            stderr.flush()
         await until(writer_task, abandon)
     if abandon.is_set():
         stderr.write(f"amshan: abandoned {writer.pending} points not written to InfluxDB at {url}\n")

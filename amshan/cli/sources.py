@@ -22,7 +22,7 @@ from amshan.cli.diagnose import SAMPLE_SIZE
 from amshan.cli.formats import Progress, Sink
 from amshan.cli.options import UsageError, check_host
 from amshan.hdlc import HdlcFrame, HdlcFrameReader
-from amshan.influxdb import InfluxDbWriter
+from amshan.influxdb import DRAIN_ENDED, InfluxDbWriter
 from amshan.meter_connection import ConnectionManager, MeterTransportProtocol
 from amshan.serial_connection_factory import (
     create_serial_frame_connection,
@@ -328,7 +328,7 @@ async def read_live(
 
 def explain_connect_error(source: Source, args: argparse.Namespace, error: BaseException) -> str:
     """Return why a live source failed to open, naming it and saying what to do, in one line."""
-    number = getattr(error, "errno", None)
+    number = _errno(error)
     text = str(error)
     if source.kind == "serial":
         port = f"serial port {source.location}"
@@ -340,7 +340,7 @@ def explain_connect_error(source: Source, args: argparse.Namespace, error: BaseE
             )
         if number == errno.EBUSY or "busy" in text.lower():
             return f"cannot open {port}: it is in use by another program; stop that program first"
-        if number == errno.EINVAL or "Invalid argument" in text or "(22," in text:
+        if refused_setting(error):
             setting = f"{args.baudrate} baud {args.bytesize}{args.parity}1"
             return (
                 f"{port} refuses {setting}: it cannot do that setting; try another --baudrate or --parity,"
@@ -357,10 +357,24 @@ def explain_connect_error(source: Source, args: argparse.Namespace, error: BaseE
     return f"cannot connect to {where}: {error_words(error)}"
 
 
+def refused_setting(error: BaseException) -> bool:
+    """Return True when opening a serial port failed because it refuses the settings (EINVAL, e.g. a pty)."""
+    text = str(error)
+    return _errno(error) == errno.EINVAL or "Invalid argument" in text or "(22," in text
+
+
+def _errno(error: BaseException) -> int | None:
+    """Return the OS error number an exception carries (OSError.errno, or termios.error's first arg)."""
+    number = getattr(error, "errno", None)
+    if number is None and error.args and isinstance(error.args[0], int):  # termios.error(22, "...")
+        number = error.args[0]
+    return number if isinstance(number, int) and number > 0 else None
+
+
 def error_words(error: BaseException) -> str:
     """Return an OS error's own words (without the [Errno N] prefix), or the exception's text."""
-    number = getattr(error, "errno", None)
-    if isinstance(number, int) and number > 0:
+    number = _errno(error)
+    if number:
         return os.strerror(number)
     words = getattr(error, "strerror", None)
     return str(words) if isinstance(words, str) and words else (str(error) or type(error).__name__)
@@ -389,12 +403,12 @@ class Capture:
 
 
 class QuietReported(logging.Filter):
-    """Leave out the library's log records about connection errors the command line already reported."""
+    """Leave out the library's records the command line reports itself: connection errors, the drain's end."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Return False for a record carrying a SourceError."""
+        """Return False for a record carrying a SourceError, and for the InfluxDB writer's drain summary."""
         args = record.args if isinstance(record.args, tuple) else ()
-        return not any(isinstance(arg, SourceError) for arg in args)
+        return record.msg is not DRAIN_ENDED and not any(isinstance(arg, SourceError) for arg in args)
 
 
 @contextlib.contextmanager
