@@ -12,9 +12,9 @@ from typing import Any, TextIO
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder, MeterItem
 from amshan.cli.diagnose import undecodable_reason
-from amshan.generic import message_to_dict
 from amshan.hdlc import HdlcFrame, HdlcMessageAssembler
 from amshan.influxdb import InfluxDbWriter, PointMaker
+from amshan.items import message_to_dict
 from amshan.obis_map import NEK_HAN_FIELD_METER_DATETIME
 
 FORMATS = ("json", "obis", "frames")

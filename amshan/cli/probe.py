@@ -180,17 +180,7 @@ def _listen(read: Callable[[int], bytes], seconds: float) -> tuple[MeterReader, 
 
 def _describe(stats: ReaderStats, message: dict[str, Any]) -> str:
     """Return what the reader saw: every counter it keeps, so new transports and counters show up too."""
-    parts = []
-    for field in dataclasses.fields(stats):
-        value = getattr(stats, field.name)
-        words = field.name.replace("_", " ")
-        if isinstance(value, dict) and value:
-            parts.append(", ".join(f"{name.upper()} {count}" for name, count in value.items()))
-        elif (
-            isinstance(value, int) and not isinstance(value, bool) and (value or field.name == "valid_frames")
-        ):
-            parts.append(f"{value:,} {words}")
-    text = ", ".join(parts) if stats.bytes_read else "nothing received"
+    text = ", ".join(_counters(stats)) if stats.bytes_read else "nothing received"
     meter = [
         f"{label} {message[key]}"
         for label, key in (
@@ -206,6 +196,24 @@ def _describe(stats: ReaderStats, message: dict[str, Any]) -> str:
     elif stats.last_decoder:
         text += f": {stats.last_decoder} meter"
     return text
+
+
+def _counters(stats: Any) -> list[str]:
+    """Return a stats dataclass's non-zero counters (and valid frames) as words, nested ones prefixed."""
+    parts = []
+    for field in dataclasses.fields(stats):
+        value = getattr(stats, field.name)
+        words = field.name.replace("_", " ")
+        nested = _counters(value) if dataclasses.is_dataclass(value) else []
+        if isinstance(value, dict) and value:
+            parts.append(", ".join(f"{name.upper()} {count}" for name, count in value.items()))
+        elif nested:
+            parts.append(f"{words}: " + ", ".join(nested))
+        elif (
+            isinstance(value, int) and not isinstance(value, bool) and (value or field.name == "valid_frames")
+        ):
+            parts.append(f"{value:,} {words}")
+    return parts
 
 
 def _found(command: str, setting: str, stats: ReaderStats, stdout: TextIO) -> int:
