@@ -403,10 +403,12 @@ class Capture:
 
 
 class QuietReported(logging.Filter):
-    """Leave out the library's records the command line reports itself: connection errors, the drain's end."""
+    """Leave out library records the command line reports itself, so each problem is said once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Return False for a record carrying a SourceError, and for the InfluxDB writer's drain summary."""
+        """Return False for a connection error, an undecryptable message, the InfluxDB drain's end."""
+        if record.name == "amshan.cipher" and record.levelno == logging.ERROR:  # each message is reported
+            return False
         args = record.args if isinstance(record.args, tuple) else ()
         return record.msg is not DRAIN_ENDED and not any(isinstance(arg, SourceError) for arg in args)
 
