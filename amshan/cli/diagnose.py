@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 
+from amshan.cipher import CIPHERING_TAGS
 from amshan.hdlc import LLC_HEADER
 
 SAMPLE_SIZE = 1 << 16  # how much of the input the summary of a run that decoded nothing looks at
 
 # DLMS APDU tags (spec 3.2): ciphered APDUs need the meter's key; data-notification is what the decoders read.
 _DATA_NOTIFICATION = 0x0F
-_CIPHERED = {0xDB: "general-glo-ciphering", 0xDC: "general-ded-ciphering", 0xDD: "general-ciphering"}
+_CIPHERED = dict(zip(CIPHERING_TAGS, ("general-glo-ciphering", "general-ded-ciphering")))
+_GENERAL_CIPHERING = 0xDD
 _BLOCK_TRANSFER = 0xE0
 _HEX_TEXT = re.compile(rb"^[0-9A-Fa-f\s#:x-]*$")
 _P1_TELEGRAM = re.compile(rb"/[A-Za-z]{3}\d.*?\r?\n.*?![0-9A-Fa-f]{0,4}", re.DOTALL)
@@ -27,6 +29,8 @@ def undecodable_reason(content: bytes) -> tuple[str, str]:
     tag = apdu[0] if apdu else -1
     if tag in _CIPHERED:
         return "encrypted", f"encrypted ({_CIPHERED[tag]}): pass the meter's key to read it"
+    if tag == _GENERAL_CIPHERING:
+        return "encrypted", "encrypted (general-ciphering), which amshan does not decrypt"
     if tag == _BLOCK_TRANSFER:
         return "unsupported", "a format amshan does not read yet (general-block-transfer)"
     if tag == _DATA_NOTIFICATION:

@@ -167,8 +167,6 @@ class Sink:
     def message(self, content: bytes) -> None:
         """Take one message's content (the information field, segments joined): decode, print, forward."""
         self.messages += 1
-        ciphering = self._decoder.cipher_stats
-        refused_before = ciphering.wrong_key + ciphering.bad_tag
         items = dictionary = None
         if self.output_format == "obis":  # one full decode: the items, and the dictionary made from them
             decoded = self._decoder.decode_message(content)
@@ -178,10 +176,6 @@ class Sink:
             dictionary = self._decoder.decode_frame_content(content)
         if (dictionary if items is None else items) is None:
             kind, reason = undecodable_reason(content)
-            if ciphering.wrong_key + ciphering.bad_tag > refused_before:
-                reason = (
-                    "encrypted, and the key given does not decrypt it (a wrong key, or a damaged message)"
-                )
             preview = content[:16].hex() + ("..." if len(content) > 16 else "")
             self.complaints.report(
                 f"{kind} messages",
