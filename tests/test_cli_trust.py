@@ -7,7 +7,6 @@ that prints a traceback.
 from __future__ import annotations
 
 import os
-import pty
 import re
 import signal
 import socket
@@ -269,7 +268,7 @@ def test_the_count_of_problems_beyond_the_first_ten_is_always_shown() -> None:
     )
 
 
-# --- --save, "received", the progress bar -------------------------------------------------------------------
+# --- --save and "received" -------------------------------------------------------------------
 
 
 async def test_save_records_the_live_bytes_exactly_and_replays(tmp_path: Path) -> None:
@@ -315,40 +314,6 @@ def test_save_of_a_hex_stream_is_the_text_as_read(tmp_path: Path) -> None:
     result = run_amshan("read", "-", "--hex", "--save", str(capture), stdin=text)
     assert result.returncode == 0
     assert capture.read_bytes() == text
-
-
-def test_progress_bar_shows_decoded_rate_and_time_left(tmp_path: Path) -> None:
-    frames = b"".join(bundled_frames("all")) * 200
-    capture = tmp_path / "big.bin"
-    capture.write_bytes(frames)
-    master, slave = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [str(AMSHAN), "read", str(capture)],
-            stdout=subprocess.DEVNULL,
-            stderr=slave,
-            stdin=subprocess.DEVNULL,
-        )
-        os.close(slave)
-        terminal = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed its end
-                break
-            if not chunk:
-                break
-            terminal += chunk
-        assert process.wait(timeout=TIMEOUT) == 0
-    finally:
-        os.close(master)
-    last = terminal.decode().rstrip().split("\r")[-1]
-    messages = len(bundled_frames("all")) * 200
-    assert re.search(
-        rf"100\.0%  {len(frames):,} bytes  {messages} frames  {messages} messages  {messages} decoded"
-        r"  [\d,]+/s  0:00 left",
-        last,
-    ), last
 
 
 # --- exit status: simulate --once, a dead InfluxDB, Ctrl-C during the drain, the examples ------------------

@@ -6,7 +6,7 @@ import argparse
 from typing import Any, TextIO
 
 from amshan.cli.formats import FORMATS, Sink
-from amshan.cli.options import DEFAULT_IDLE_TIMEOUT, EXIT_FAILURE, EXIT_OK, add_common, positive_float
+from amshan.cli.options import DEFAULT_IDLE_TIMEOUT, EXIT_FAILURE, EXIT_OK, add_common, epilog, positive_float
 from amshan.cli.read import run_pipeline
 from amshan.cli.sources import parse_source
 from amshan.simulator import MeterSimulator, bundled_frames
@@ -22,6 +22,8 @@ def add_parser(commands: Any) -> None:
         help="read a simulated meter for a few seconds (no hardware needed)",
         description="Start a simulated meter on 127.0.0.1 that replays real Aidon, Kaifa and Kamstrup frames,"
         " read it through the TCP connection factory and the ConnectionManager, print what it decodes.",
+        epilog=epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--format", choices=FORMATS, default="obis", help="output format (default obis)")
     demo.add_argument(

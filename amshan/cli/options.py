@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import socket
 import textwrap
-from typing import NoReturn
+from typing import Callable, NoReturn, TypeVar
 
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
+
+_N = TypeVar("_N", int, float)
 
 DEFAULT_IDLE_TIMEOUT = 60.0  # meters push at least every 10 s; a minute of silence means a dead link
 EXIT_OK = 0
@@ -55,48 +58,35 @@ def check_host(host: str, port: int, where: str) -> None:
         ) from None
 
 
+def _number(text: str, parse: Callable[[str], _N], accept: Callable[[_N], bool], expected: str) -> _N:
+    """Parse a numeric argument; a usage error says what was expected and what was found."""
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}")
+    return value
+
+
 def tcp_port(text: str) -> int:
     """Parse a TCP port to listen on: 0 (any free port) to 65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a TCP port 0-65535 (0: any free port), found {text!r}")
-    return port
+    return _number(text, int, lambda port: 0 <= port <= 65535, "a TCP port 0-65535 (0: any free port)")
 
 
 def positive_float(text: str) -> float:
     """Parse an argument that must be a number above zero (seconds, intervals)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number above 0 (e.g. 2.5), found {text!r}")
-    return value
+    return _number(text, float, lambda value: 0 < value < math.inf, "a number above 0 (e.g. 2.5)")
 
 
 def non_negative_float(text: str) -> float:
     """Parse an argument that must be a number of seconds, 0 or more (0 turns the feature off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, found {text!r}")
-    return value
+    return _number(text, float, lambda value: 0 <= value < math.inf, "a number of seconds, 0 or more")
 
 
 def positive_int(text: str) -> int:
     """Parse an argument that must be a whole number above zero (counts, sizes)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number above 0 (e.g. 10), found {text!r}")
-    return value
+    return _number(text, int, lambda value: value > 0, "a whole number above 0 (e.g. 10)")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
