@@ -66,7 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read and decode the HAN port of smart electricity meters (Aidon, Kaifa, Kamstrup and"
         " other DLMS/COSEM meters that push OBIS lists).",
         epilog=epilog("Serial settings: " + SERIAL_HELP + " Try `amshan demo` first: it needs no meter."),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"amshan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

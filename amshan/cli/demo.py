@@ -23,7 +23,6 @@ def add_parser(commands: Any) -> None:
         description="Start a simulated meter on 127.0.0.1 that replays real Aidon, Kaifa and Kamstrup frames,"
         " read it through the TCP connection factory and the ConnectionManager, print what it decodes.",
         epilog=epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--format", choices=FORMATS, default="obis", help="output format (default obis)")
     demo.add_argument(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
 from typing import Any, TextIO
 
 from amshan.cli import read
@@ -15,15 +14,11 @@ def add_parser(commands: Any) -> None:
     forward = commands.add_parser(
         "forward-influxdb",
         help="forward a meter's messages to InfluxDB",
-        description=textwrap.fill(
-            "Write every message as an InfluxDB point (HTTP /write: InfluxDB 1.x, or 2.x's v1 API):"
-            " one measurement, a float field per numeric value, tags meter_id and manufacturer, the meter's"
-            " own timestamp when it sends one. Batches writes, retries with back-off while the database is"
-            " down.",
-            78,
-        ),
+        description="Write every message as an InfluxDB point (HTTP /write: InfluxDB 1.x, or 2.x's v1 API):"
+        " one measurement, a float field per numeric value, tags meter_id and manufacturer, the meter's"
+        " own timestamp when it sends one. Batches writes, retries with back-off while the database is"
+        " down.",
         epilog=epilog("Serial settings: " + SERIAL_HELP),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source(forward)
     forward.add_argument("influxdb_url", metavar="URL", help="InfluxDB base URL, e.g. http://localhost:8086")

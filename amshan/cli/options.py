@@ -6,7 +6,7 @@ import argparse
 import math
 import socket
 import textwrap
-from typing import Callable, NoReturn, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
 
@@ -32,12 +32,30 @@ EXIT_STATUS_HELP = """exit status:
 
 
 def epilog(*paragraphs: str) -> str:
-    """Return paragraphs wrapped for --help, then the exit status table (for RawDescriptionHelpFormatter)."""
-    return "\n\n".join([*(textwrap.fill(paragraph, 78) for paragraph in paragraphs), EXIT_STATUS_HELP])
+    """Return the paragraphs, then the exit status table, as the closing text of a command's --help."""
+    return "\n\n".join([*paragraphs, EXIT_STATUS_HELP])
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wrap each paragraph of a description or epilog; keep indented paragraphs (tables) as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Fill paragraph by paragraph, leaving alone those with an indented line."""
+        return "\n\n".join(
+            paragraph
+            if any(line.startswith(" ") for line in paragraph.splitlines())
+            else textwrap.fill(paragraph, width, initial_indent=indent, subsequent_indent=indent)
+            for paragraph in text.split("\n\n")
+        )
 
 
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (what is wrong, where to read more), exit status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Make a parser (and subcommand parsers) that wrap help text by paragraphs."""
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Print the error in one line and exit with status 2."""

@@ -47,7 +47,6 @@ def add_parser(commands: Any) -> None:
         " amshan read command to use. A tcp:// source (ser2net) is listened to once. Without SOURCE,"
         " list the serial ports.",
         epilog=epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     probe.add_argument(
         "source",

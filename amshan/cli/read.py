@@ -41,7 +41,6 @@ def add_parser(commands: Any) -> None:
         help="read a meter or a capture and print each message",
         description="Read a meter or a capture and print each message (or each frame).",
         epilog=epilog("Serial settings: " + SERIAL_HELP),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source(read)
     read.add_argument(

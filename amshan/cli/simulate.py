@@ -20,7 +20,6 @@ def add_parser(commands: Any) -> None:
         description="A TCP server that behaves like a meter behind ser2net: every client receives real"
         " captured frames. Read it with: amshan read tcp://HOST:PORT",
         epilog=epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     simulate.add_argument("--port", type=tcp_port, default=0, help="TCP port (default 0: any free port)")
