@@ -89,6 +89,19 @@ def stderr_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
             "amshan: cannot write the --save file /no/such/folder/capture.bin: No such file or directory",
         ),
         (
+            ("forward-influxdb", "-", "http://127.0.0.1:99999", "metering"),
+            "amshan: the port of the InfluxDB URL http://127.0.0.1:99999 must be 1-65535",
+        ),
+        (
+            ("read", "-", "--influxdb", "http://no.such.invalid:8086", "--database", "metering"),
+            "amshan: cannot resolve host 'no.such.invalid' in http://no.such.invalid:8086: check the name,"
+            " or give an IP address",
+        ),
+        (
+            ("forward-influxdb", "-", "localhost:8086", "metering"),
+            "amshan: expected an http:// or https:// InfluxDB URL, found 'localhost:8086'",
+        ),
+        (
             ("probe", "/etc/hostname"),
             "amshan: probe listens to a serial device or tcp://HOST:PORT, not to the file /etc/hostname",
         ),

@@ -14,6 +14,7 @@ import socket
 import stat
 import sys
 import threading
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -429,7 +430,17 @@ def on_signals(callback: Callable[[], None]) -> Iterator[None]:
 
 
 def make_writer(args: argparse.Namespace, url: str, database: str) -> InfluxDbWriter:
-    """Open the InfluxDB writer the options describe (secrets may come from the environment)."""
+    """Open the InfluxDB writer the options describe (secrets may come from the environment).
+
+    Like a tcp:// source, the URL's port and host are checked before anything starts.
+    """
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UsageError(f"the port of the InfluxDB URL {url} must be 1-65535") from None
+    if parts.hostname:
+        check_host(parts.hostname, port, url)
     try:
         return InfluxDbWriter(
             url,
