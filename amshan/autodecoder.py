@@ -7,7 +7,7 @@ import struct
 from operator import itemgetter
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from amshan import aidon, generic, kaifa, kamstrup
+from amshan import aidon, generic, iskra, kaifa, kamstrup
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
@@ -23,6 +23,7 @@ DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
     aidon.NAME: aidon.decode_message,
     kaifa.NAME: kaifa.decode_message,
     kamstrup.NAME: kamstrup.decode_message,
+    iskra.NAME: iskra.decode_message,
     generic.NAME: generic.decode_message,
 }
 """Every decoder by the name AutoDecoder reports for it."""
@@ -173,7 +174,7 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
         if first == b"\x0a":
             return (kamstrup.NAME, generic.NAME)
         if first in (b"\x09", b"\x06"):
-            return (kaifa.NAME, generic.NAME)
+            return (kaifa.NAME, generic.NAME, iskra.NAME)
         return (generic.NAME,)
     return ()
 
@@ -190,7 +191,7 @@ class AutoDecoder:
 
     @property
     def previous_success_decoder(self) -> Optional[str]:
-        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Kamstrup", "Generic")."""
+        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Iskraemeco", ...)."""
         return self._previous
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:

@@ -227,10 +227,12 @@ def walk_registers(
     trace: Optional[Trace] = None,
     *,
     strict: bool = False,
+    unscaled: Optional[List[bytes]] = None,
 ) -> int:
     """Walk count structures {09 06 OBIS, value[, scaler-unit]} (Aidon layout); return the end position.
 
-    With strict, a named field's value of the wrong kind raises a DecodeError (see make_item).
+    With strict, a named field's value of the wrong kind raises a DecodeError (see make_item).  unscaled,
+    when given, collects the codes of numbers sent without a scaler-unit.
     """
     for _ in range(count):
         if data[pos] != 0x02 or data[pos + 2 : pos + 4] != b"\x09\x06":
@@ -247,6 +249,8 @@ def walk_registers(
             scaler, unit, pos = _scaler_unit(data, pos)
         else:
             scaler, unit = 0, None
+            if unscaled is not None and isinstance(raw, (int, float)):
+                unscaled.append(code)
         item = make_item(code, raw, scaler, unit, start if strict else -1)
         if item is not None:
             items.append(item)
@@ -265,6 +269,7 @@ def walk_interleaved(
     unlabelled: list[Unlabelled],
     trace: Optional[Trace] = None,
     strict: bool = False,
+    unscaled: Optional[List[bytes]] = None,
 ) -> int:
     """Walk count structure elements: OBIS code, value[, scaler-unit] in turn (Kamstrup layout).
 
@@ -272,7 +277,8 @@ def walk_interleaved(
     elements are decoded as such, and a value without a preceding code goes to unlabelled with its
     element index and offset.  scalers maps value groups C.D.E (3 bytes) to a manufacturer's implicit
     scaler, used when the frame sends no scaler-unit.  With strict, a named field's value of the wrong kind
-    raises a DecodeError (see make_item).
+    raises a DecodeError (see make_item).  unscaled, when given, collects the codes of numbers sent without
+    a scaler-unit.
     """
     index = 0
     while index < count:
@@ -287,6 +293,8 @@ def walk_interleaved(
                 index += 1
             else:
                 scaler, unit = scalers.get(code[2:5], 0), None
+                if unscaled is not None and isinstance(raw, (int, float)):
+                    unscaled.append(code)
             item = make_item(code, raw, scaler, unit, start if strict else -1)
             if item is not None:
                 items.append(item)
@@ -296,7 +304,7 @@ def walk_interleaved(
             pos += 1
             index += 1
         elif tag == 0x02 and data[pos + 2 : pos + 4] == b"\x09\x06":  # a register structure among them
-            pos = walk_registers(data, pos, 1, items, trace, strict=strict)
+            pos = walk_registers(data, pos, 1, items, trace, strict=strict, unscaled=unscaled)
             index += 1
         else:
             start = pos
