@@ -7,7 +7,7 @@ import struct
 from operator import itemgetter
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-from amshan import aidon, generic, iskra, kaifa, kamstrup
+from amshan import aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
@@ -25,6 +25,7 @@ DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
     kaifa.NAME: kaifa.decode_message,
     kamstrup.NAME: kamstrup.decode_message,
     iskra.NAME: iskra.decode_message,
+    landisgyr.NAME: landisgyr.decode_message,
     generic.NAME: generic.decode_message,
 }
 """Every decoder by the name AutoDecoder reports for it."""
@@ -176,7 +177,9 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
         if first == b"\x0a":
             return (kamstrup.NAME, generic.NAME)
         if first in (b"\x09", b"\x06"):
-            return (kaifa.NAME, generic.NAME, iskra.NAME)
+            return (kaifa.NAME, iskra.NAME, generic.NAME)
+        if first == b"\x12":
+            return (landisgyr.NAME, generic.NAME)
         return (generic.NAME,)
     return ()
 

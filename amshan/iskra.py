@@ -7,26 +7,17 @@ IEC6205675 Iskra cases), not an Iskraemeco document; a list of any other shape i
 
 from __future__ import annotations
 
-import struct
 from typing import Dict, Optional, Tuple
 
-from amshan._errors import DecodeError
-from amshan.axdr import AxdrValue
-from amshan.dlms import read_notification_header
 from amshan.items import (
     DecodedMessage,
     ItemValue,
-    MeterItem,
+    Position,
     Trace,
-    check_end,
-    make_item,
-    manufacturer_of,
+    decode_positional,
     message_to_dict,
-    read_container,
-    read_value,
-    truncated,
+    positional_layouts,
 )
-from amshan.obis_map import obis_from_str
 
 NAME = "Iskraemeco"
 """The manufacturer name this decoder reports (meter_manufacturer, AutoDecoder.previous_success_decoder)."""
@@ -34,17 +25,16 @@ NAME = "Iskraemeco"
 _TEXT, _U8, _U16, _U32, _ENUM, _ARRAY, _BOOL = 0x09, 0x11, 0x12, 0x06, 0x16, 0x01, 0x03
 _SCALERS = {"32.7.0": -1, "52.7.0": -1, "72.7.0": -1, "31.7.0": -2, "51.7.0": -2, "71.7.0": -2, "13.7.0": -3}
 
-# One position: (OBIS code, or None for a value whose meaning is unknown, A-XDR tag).  Codes without an A
-# group are electricity registers 1-0:C.D.E; voltages are sent in 0.1 V, currents in 0.01 A, power factor
-# in 0.001, power in W and energy in Wh.
-_Position = Tuple[Optional[str], int]
+# Each element: (OBIS code, or None for a value whose meaning is unknown; A-XDR tag).  "C.D.E" codes are the
+# registers 1-0:C.D.E; voltages are sent in 0.1 V, currents in 0.01 A, power factor in 0.001, power in W and
+# energy in Wh.
 _LDN, _ID_2, _ID_3, _METER = "0.0.42.0.0.255", "0.0.96.1.2.255", "0.0.96.1.3.255", "0.0.96.1.0.255"
 _POWER = (("1.7.0", _U32), ("2.7.0", _U32), ("3.7.0", _U32), ("4.7.0", _U32))
 _VOLTAGES = (("32.7.0", _U16), ("52.7.0", _U16), ("72.7.0", _U16))
 _CURRENTS = (("31.7.0", _U16), ("51.7.0", _U16), ("71.7.0", _U16))
 _PHASE_POWER = tuple((f"{c}.7.0", _U32) for c in (21, 41, 61, 22, 42, 62))
 _TARIFFS = tuple((f"{c}.8.{e}", _U32) for c in (1, 2) for e in (0, 1, 2))
-_LAYOUTS: tuple[tuple[_Position, ...], ...] = (
+_LAYOUTS: tuple[tuple[tuple[Optional[str], int], ...], ...] = (
     # Elektro Ljubljana 5 s, three-phase (18 elements)
     ((_LDN, _TEXT), (_ID_3, _TEXT), *_POWER, *_VOLTAGES, *_CURRENTS, *_PHASE_POWER),
     # Elektro Celje instantaneous list (12 elements)
@@ -91,62 +81,13 @@ _LAYOUTS: tuple[tuple[_Position, ...], ...] = (
 )
 
 
-def _compile(layout: tuple[_Position, ...]) -> tuple[tuple[bytes, int] | None, ...]:
-    """Turn a layout into (raw OBIS code, scaler) per position, None where the value is skipped."""
-    compiled: list[tuple[bytes, int] | None] = []
-    for code, _ in layout:
-        if code is None:
-            compiled.append(None)
-        elif code.count(".") == 2:
-            compiled.append((obis_from_str(f"1.0.{code}.255"), _SCALERS.get(code, 0)))
-        else:
-            compiled.append((obis_from_str(code), 0))
-    return tuple(compiled)
-
-
-LAYOUTS: Dict[bytes, tuple[tuple[bytes, int] | None, ...]] = {
-    bytes(tag for _, tag in layout): _compile(layout) for layout in _LAYOUTS
-}
+LAYOUTS: Dict[bytes, Tuple[Position, ...]] = positional_layouts(_LAYOUTS, _SCALERS)
 """Each known list by its elements' A-XDR tags: (raw OBIS code, scaler) per position, None if skipped."""
-if len(LAYOUTS) != len(_LAYOUTS):  # two layouts with one signature could not be told apart
-    raise RuntimeError("Iskraemeco layouts must differ in their element types")
 
 
 def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> DecodedMessage:
     """Decode an Iskraemeco positional list (its layout known by its elements' types) into items."""
-    header = read_notification_header(frame_content)
-    data = frame_content
-    items: list[MeterItem] = []
-    try:
-        count, pos = read_container(data, header.body_offset, (0x02,))
-        values: list[tuple[int, AxdrValue]] = []
-        for _ in range(count):
-            start = pos
-            raw, pos = read_value(data, pos)
-            values.append((start, raw))
-        tags = bytes(data[start] for start, _ in values)
-        layout = LAYOUTS.get(tags)
-        if layout is None:
-            raise DecodeError(
-                f"expected an Iskraemeco list, found {count} elements of types {tags.hex(' ')}",
-                header.body_offset,
-            )
-        for (start, raw), position in zip(values, layout):
-            if position is None:
-                continue
-            code, scaler = position
-            item = make_item(code, raw, scaler, None, start)
-            if item is not None:
-                items.append(item)
-            if trace is not None:
-                trace.append((start, code, scaler))
-    except (IndexError, struct.error):
-        raise truncated(data) from None
-    check_end(data, pos)
-    other = manufacturer_of(items)
-    if other not in (None, NAME):
-        raise DecodeError(f"expected an Iskraemeco list, found one naming {other}", header.body_offset)
-    return DecodedMessage(NAME, header.date_time, items)
+    return decode_positional(frame_content, trace, LAYOUTS, NAME)
 
 
 def decode_frame_content(frame_content: bytes) -> Dict[str, ItemValue]:

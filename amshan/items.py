@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import struct
 from datetime import datetime
-from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from amshan._errors import DecodeError, shown
 from amshan.axdr import (
@@ -18,6 +18,7 @@ from amshan.axdr import (
     read_length,
 )
 from amshan.cosem import UNIT_SYMBOLS, apply_scaler
+from amshan.dlms import read_notification_header
 from amshan.obis_map import (
     CLOCK_CODES,
     FIELD_UNITS,
@@ -27,6 +28,7 @@ from amshan.obis_map import (
     NEK_HAN_FIELD_METER_TYPE,
     NEK_HAN_FIELD_OBIS_LIST_VER_ID,
     OBIS_BYTES_NAME,
+    obis_from_str,
     obis_to_str,
 )
 
@@ -351,3 +353,81 @@ def manufacturer_of(items: List[MeterItem]) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+Position = Optional[Tuple[bytes, int]]
+"""One element of a positional list: (raw OBIS code, scaler), or None for a value whose meaning is unknown."""
+
+
+def positional_layouts(
+    layouts: Iterable[Iterable[Tuple[Optional[str], int]]], scalers: Mapping[str, int]
+) -> Dict[bytes, Tuple[Position, ...]]:
+    """Index positional layouts by their elements' A-XDR tags, the one thing that tells them apart.
+
+    Each layout gives (OBIS code or None, A-XDR tag) per element; a code "C.D.E" is the electricity register
+    1-0:C.D.E, scaled by scalers[C.D.E] (default 0), any other code is a full dotted code.
+    """
+    indexed: Dict[bytes, Tuple[Position, ...]] = {}
+    for layout in layouts:
+        elements = tuple(layout)
+        positions: List[Position] = []
+        for code, _ in elements:
+            if code is None:
+                positions.append(None)
+            elif code.count(".") == 2:
+                positions.append((obis_from_str(f"1.0.{code}.255"), scalers.get(code, 0)))
+            else:
+                positions.append((obis_from_str(code), 0))
+        signature = bytes(tag for _, tag in elements)
+        if signature in indexed:  # two layouts with one signature could not be told apart
+            raise ValueError(f"two positional layouts of element types {signature.hex(' ')}")
+        indexed[signature] = tuple(positions)
+    return indexed
+
+
+def decode_positional(
+    frame_content: bytes,
+    trace: Optional[Trace],
+    layouts: Mapping[bytes, Tuple[Position, ...]],
+    manufacturer: str,
+) -> DecodedMessage:
+    """Decode a data-notification whose body is a structure of values without OBIS codes, of known layouts.
+
+    The layout is the one whose element types are those of the body; a body of any other types, or one
+    whose items name another manufacturer, raises a DecodeError.
+    """
+    header = read_notification_header(frame_content)
+    data = frame_content
+    items: List[MeterItem] = []
+    try:
+        count, pos = read_container(data, header.body_offset, (0x02,))
+        values: List[Tuple[int, AxdrValue]] = []
+        for _ in range(count):
+            start = pos
+            raw, pos = read_value(data, pos)
+            values.append((start, raw))
+        tags = bytes(data[start] for start, _ in values)
+        layout = layouts.get(tags)
+        if layout is None:
+            raise DecodeError(
+                f"expected a positional {manufacturer} list, found {count} elements of types {tags.hex(' ')}",
+                header.body_offset,
+            )
+        for (start, raw), position in zip(values, layout):
+            if position is None:
+                continue
+            code, scaler = position
+            item = make_item(code, raw, scaler, None, start)
+            if item is not None:
+                items.append(item)
+            if trace is not None:
+                trace.append((start, code, scaler))
+    except (IndexError, struct.error):
+        raise truncated(data) from None
+    check_end(data, pos)
+    other = manufacturer_of(items)
+    if other not in (None, manufacturer):
+        raise DecodeError(
+            f"expected a positional {manufacturer} list, found one naming {other}", header.body_offset
+        )
+    return DecodedMessage(manufacturer, header.date_time, items)

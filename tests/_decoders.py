@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable, Optional
 
-from amshan import DecodeError, aidon, generic, iskra, kaifa, kamstrup
+from amshan import DecodeError, aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan.autodecoder import AutoDecoder
 from amshan.dlms import decode_data_notification
 
@@ -17,6 +17,7 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "kaifa": kaifa.decode_frame_content,
     "kamstrup": kamstrup.decode_frame_content,
     "iskra": iskra.decode_frame_content,
+    "landisgyr": landisgyr.decode_frame_content,
     "generic": generic.decode_frame_content,
     "dlms": decode_data_notification,
 }
