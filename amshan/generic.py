@@ -11,7 +11,8 @@ import struct
 from typing import Dict, Optional
 
 from amshan._errors import DecodeError, shown
-from amshan.axdr import decode_date_time, read_data
+from amshan.axdr import AxdrValue, decode_date_time, read_data
+from amshan.cosem import UNIT_SYMBOLS
 from amshan.dlms import read_notification_header
 from amshan.items import (
     CLOCK_CODE,
@@ -106,8 +107,9 @@ def _decode_push_object_list(
 
     The first element is the push setup's own object list: one descriptor {class, OBIS, attribute,
     data index} per element of the structure, the first describing that list itself.  Values of attribute 2
-    (an object's value) become items, scaled as PUSH_SETUP_SCALERS gives for the setup; other attributes
-    (the setup's logical name) are logged and skipped.
+    (an object's value) become items, scaled by the register's scaler-unit when the setup pushes it too
+    (attribute 3), else as PUSH_SETUP_SCALERS gives for the setup; other attributes (the setup's logical
+    name) are logged and skipped.
     """
     start = pos
     descriptors, pos = read_data(data, pos)
@@ -116,6 +118,7 @@ def _decode_push_object_list(
         raise DecodeError(f"expected {count} push-object descriptors, found {found}", start)
     setup = descriptors[0][1] if isinstance(descriptors[0], list) and len(descriptors[0]) == 4 else None
     scalers = PUSH_SETUP_SCALERS.get(setup, {}) if isinstance(setup, bytes) else {}
+    values: list[tuple[bytes, object, AxdrValue, int]] = []  # (code, attribute, raw value, offset)
     for descriptor in descriptors[1:]:
         if not (
             isinstance(descriptor, list)
@@ -126,12 +129,19 @@ def _decode_push_object_list(
             raise DecodeError(f"expected a push-object descriptor, found {shown(descriptor)}", start)
         start = pos
         raw, pos = read_data(data, pos)
-        if descriptor[2] != 2:
-            _LOGGER.debug("push object %s attribute %s skipped: %r", descriptor[1].hex(), descriptor[2], raw)
+        values.append((descriptor[1], descriptor[2], raw, start))
+    scaler_units: dict[bytes, tuple[int, str | None]] = {}  # a register's scaler-unit, when pushed too
+    for code, attribute, raw, _ in values:
+        if attribute == 3 and isinstance(raw, list) and len(raw) == 2:
+            scaler, unit = raw
+            if type(scaler) is int and type(unit) is int:
+                scaler_units[code] = (scaler, UNIT_SYMBOLS.get(unit))
+    for code, attribute, raw, start in values:
+        if attribute != 2:
+            _LOGGER.debug("push object %s attribute %s not an item: %r", code.hex(), attribute, raw)
             continue
-        code = descriptor[1]
-        scaler = scalers.get(code[2:5], 0) if code[0] == 1 else 0
-        item = make_item(code, raw, scaler, None)
+        scaler, unit = scaler_units.get(code, (scalers.get(code[2:5], 0) if code[0] == 1 else 0, None))
+        item = make_item(code, raw, scaler, unit)
         if item is not None:
             items.append(item)
         if trace is not None:

@@ -22,7 +22,7 @@ from _processes import information_field, is_segment, vector_frames
 from _support import load_corpus
 
 from amshan import DecodeError, generic, iskra, landisgyr
-from amshan.autodecoder import AutoDecoder
+from amshan.autodecoder import AutoDecoder, MeterItem
 from amshan.items import positional_layouts
 from amshan.reader import MeterReader
 
@@ -179,24 +179,29 @@ def test_the_table_covers_every_country_and_the_meters_in_it() -> None:
 V, A, W = 35, 33, 27  # unit enumeration: volt, ampere, watt
 
 
-def _push_list(setup: str, objects: list[tuple[int, str]], values: list[bytes]) -> bytes:
+def _push_list(setup: str, objects: list[tuple[int, str, int]], values: list[bytes]) -> bytes:
     """Build a push-object-list body: {descriptors, setup logical name, values...}, as Swiss meters send."""
     descriptors = [
-        enc.structure([enc.long_unsigned(40), enc.obis(setup), enc.integer(2), enc.long_unsigned(0)])
+        enc.structure([enc.long_unsigned(40), enc.obis(setup), enc.integer(attribute), enc.long_unsigned(0)])
+        for attribute in (2, 1)
     ]
-    descriptors.append(
-        enc.structure([enc.long_unsigned(40), enc.obis(setup), enc.integer(1), enc.long_unsigned(0)])
-    )
-    for class_id, code in objects:
+    for class_id, code, attribute in objects:
         descriptors.append(
-            enc.structure([enc.long_unsigned(class_id), enc.obis(code), enc.integer(2), enc.long_unsigned(0)])
+            enc.structure(
+                [enc.long_unsigned(class_id), enc.obis(code), enc.integer(attribute), enc.long_unsigned(0)]
+            )
         )
     return enc.structure([enc.array(descriptors), enc.obis(setup), *values])
 
 
 @pytest.mark.parametrize(("setup", "volts"), [("0.8.25.9.0.255", 231), ("0.6.25.9.0.255", 23.1)])
 def test_a_push_list_is_scaled_as_its_push_setup_sends(setup: str, volts: float) -> None:
-    objects = [(3, "1.0.32.7.0.255"), (3, "1.0.31.7.0.255"), (3, "1.0.1.7.0.255"), (1, "0.0.96.1.0.255")]
+    objects = [
+        (3, "1.0.32.7.0.255", 2),
+        (3, "1.0.31.7.0.255", 2),
+        (3, "1.0.1.7.0.255", 2),
+        (1, "0.0.96.1.0.255", 2),
+    ]
     values = [enc.long_unsigned(231), enc.long_unsigned(152), enc.double_long_unsigned(350)]
     body = _push_list(setup, objects, [*values, enc.octet_string(b"12345678")])
     decoded = AutoDecoder().decode_frame_content(enc.notification(body))
@@ -206,8 +211,18 @@ def test_a_push_list_is_scaled_as_its_push_setup_sends(setup: str, volts: float)
 
 
 def test_a_push_list_of_an_unknown_setup_keeps_the_values_as_sent() -> None:
-    body = _push_list("0.11.25.9.0.255", [(3, "1.0.31.7.0.255")], [enc.long_unsigned(152)])
+    body = _push_list("0.11.25.9.0.255", [(3, "1.0.31.7.0.255", 2)], [enc.long_unsigned(152)])
     assert AutoDecoder().decode_frame_content(enc.notification(body)) == {"current_l1": 152}
+
+
+def test_a_pushed_scaler_unit_scales_its_register_whatever_the_setup() -> None:
+    objects = [(3, "1.0.14.7.0.255", 2), (3, "1.0.14.7.0.255", 3), (3, "1.0.31.7.0.255", 2)]
+    values = [enc.long_unsigned(5002), enc.scaler_unit(-2, 44), enc.long_unsigned(152)]
+    items = AutoDecoder().decode_items(enc.notification(_push_list("0.8.25.9.0.255", objects, values)))
+    assert items == [
+        MeterItem("1.0.14.7.0.255", None, pytest.approx(50.02), "Hz"),
+        MeterItem("1.0.31.7.0.255", "current_l1", pytest.approx(1.52), "A"),
+    ]
 
 
 def _idis(*elements: bytes) -> bytes:
