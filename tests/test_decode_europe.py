@@ -51,27 +51,6 @@ KNOWN_GAPS: Dict[str, str] = {
             "at-sagemcom-apdu-dsmrparser-t210-d-r-encrypted-synth",
         )
     },
-    **{
-        name: "M-Bus long frames: MeterReader does not read them yet (cipher branch)"
-        for name in (
-            "at-kaifa-mbus-doc-evn-kundenschnittstelle-ma309-example",
-            "at-kaifa-mbus-tirol-example",
-            "pl-kaifa-mbus-gh905-1",
-        )
-    },
-    **{
-        name: "general-block-transfer: MeterReader does not join blocks yet (cipher branch)"
-        for name in (
-            "ch-landisgyr-hdlc-gh740",
-            "ch-landisgyr-hdlc-sdc-lg-e450-unencrypted-valid-data",
-            "ch-landisgyr-hdlc-sdc-lg-e450-unencrypted-valid-data1",
-            "ch-landisgyr-hdlc-sdc-lg-e450-encrypted-data-pushlist",
-            "ch-landisgyr-hdlc-sdc-lg-e450-unencrypted-extended-register-data",
-            "ch-landisgyr-hdlc-sdc-lg-e450-unencrypted-valid-data-cfg2026",
-            "ch-landisgyr-hdlc-sdc-lg-e570-encrypted-valid-data",
-            "ch-landisgyr-hdlc-sdc-lg-e570-unencrypted-valid-data-cfg2026",
-        )
-    },
 }
 
 
