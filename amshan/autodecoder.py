@@ -62,6 +62,7 @@ class _Shape:
     __slots__ = (
         "_clocks",
         "_divided",
+        "_floated",
         "_header",
         "_mask",
         "_multiplied",
@@ -107,6 +108,7 @@ class _Shape:
         mask = bytearray(b"\xff" * len(content))
         plain: List[Tuple[int, str]] = []
         self._multiplied: List[Tuple[int, str, int]] = []
+        self._floated: List[Tuple[int, str, int]] = []  # multiplied, then a float as the full decoder gives
         self._divided: List[Tuple[int, str, int]] = []
         self._clocks: List[Tuple[int, str]] = []
         self._header = -1
@@ -126,7 +128,8 @@ class _Shape:
             elif scaler == 0:
                 plain.append((index, key))
             elif scaler > 0:
-                self._multiplied.append((index, key, 10**scaler))
+                target = self._floated if type(template.get(key)) is float else self._multiplied
+                target.append((index, key, 10**scaler))
             else:
                 self._divided.append((index, key, 10**-scaler))
             index += 1
@@ -151,6 +154,8 @@ class _Shape:
             result.update(zip(self._plain_keys, self._plain_get(fields)))
         for index, key, factor in self._multiplied:
             result[key] = fields[index] * factor
+        for index, key, factor in self._floated:
+            result[key] = float(fields[index] * factor)
         for index, key, divisor in self._divided:
             result[key] = fields[index] / divisor
         for index, key in self._clocks:

@@ -141,7 +141,7 @@ def _decode_push_object_list(
             _LOGGER.debug("push object %s attribute %s not an item: %r", code.hex(), attribute, raw)
             continue
         scaler, unit = scaler_units.get(code, (scalers.get(code[2:5], 0) if code[0] == 1 else 0, None))
-        item = make_item(code, raw, scaler, unit)
+        item = make_item(code, raw, scaler, unit, sent=code in scaler_units)
         if item is not None:
             items.append(item)
         if trace is not None:

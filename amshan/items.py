@@ -159,9 +159,12 @@ def item_value(code: bytes, raw: AxdrValue) -> ItemValue | None:
 
 
 def make_item(
-    code: bytes, raw: AxdrValue, scaler: int, unit: str | None, strict_at: int = -1
+    code: bytes, raw: AxdrValue, scaler: int, unit: str | None, strict_at: int = -1, *, sent: bool = False
 ) -> MeterItem | None:
     """Build the item of an OBIS code and raw value, scaled by 10**scaler; None when there is no value.
+
+    The value's type is amshan 2021.12.1's: a scaler the meter sent (``sent``, a scaler-unit) other than 0
+    gives a float, a manufacturer's implicit scaler gives ``value * 10**scaler`` (int for a scaler >= 0).
 
     A value of the wrong kind for a named field (voltage as text, meter id as a number) raises a DecodeError
     at offset ``strict_at`` when that is given (a meter's documented layout), else is logged and gives None.
@@ -176,11 +179,11 @@ def make_item(
             raise DecodeError(found, strict_at)
         _LOGGER.debug("item dropped: %s", found)
         return None
-    value = (
-        apply_scaler(raw, scaler)
-        if scaler and isinstance(raw, (int, float)) and not isinstance(raw, bool) and code not in CLOCK_CODES
-        else item_value(code, raw)
-    )
+    value: ItemValue | None
+    if scaler and isinstance(raw, (int, float)) and not isinstance(raw, bool) and code not in CLOCK_CODES:
+        value = float(apply_scaler(raw, scaler)) if sent else apply_scaler(raw, scaler)
+    else:
+        value = item_value(code, raw)
     if value is None:
         return None
     return MeterItem(field.obis, field.name, value, unit if unit is not None else field.unit)
@@ -253,7 +256,7 @@ def walk_registers(
             scaler, unit = 0, None
             if unscaled is not None and isinstance(raw, (int, float)):
                 unscaled.append(code)
-        item = make_item(code, raw, scaler, unit, start if strict else -1)
+        item = make_item(code, raw, scaler, unit, start if strict else -1, sent=size == 3)
         if item is not None:
             items.append(item)
         if trace is not None:
@@ -290,14 +293,15 @@ def walk_interleaved(
             start = pos + 8
             raw, pos = read_value(data, start)
             index += 2
-            if index < count and data[pos : pos + 3] == _SCALER_UNIT_HEAD:
+            sent = index < count and data[pos : pos + 3] == _SCALER_UNIT_HEAD
+            if sent:
                 scaler, unit, pos = _scaler_unit(data, pos)
                 index += 1
             else:
                 scaler, unit = scalers.get(code[2:5], 0), None
                 if unscaled is not None and isinstance(raw, (int, float)):
                     unscaled.append(code)
-            item = make_item(code, raw, scaler, unit, start if strict else -1)
+            item = make_item(code, raw, scaler, unit, start if strict else -1, sent=sent)
             if item is not None:
                 items.append(item)
             if trace is not None:
