@@ -244,6 +244,8 @@ def test_a_positional_list_naming_another_maker_is_refused() -> None:
     values = [enc.long_unsigned(236)] * 3 + [enc.long_unsigned(4)] * 3 + [enc.double_long_unsigned(1)] * 4
     body = enc.structure([*values, *[enc.long_unsigned(0)] * 3, enc.octet_string(b"30137181")])
     assert landisgyr.decode_frame_content(enc.notification(body))["meter_manufacturer"] == "Landis+Gyr"
+    short = landisgyr.decode_frame_content(enc.notification(enc.structure([*values, enc.octet_string(b"3")])))
+    assert short["current_l1"] == pytest.approx(0.04) and short["active_power_export_hour"] == 1
     ljubljana = next(v for v in VECTORS if v["id"] == "si-iskra-hdlc-gh615-8")
     content = bytes.fromhex(ljubljana["hex"]).replace(b"ISK1030789014731", b"LGZ1030789014731")
     with pytest.raises(DecodeError, match="expected a positional Iskraemeco list, found one naming Landis"):
