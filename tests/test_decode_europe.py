@@ -41,8 +41,8 @@ KNOWN_GAPS: Dict[str, str] = {
         "amperes for this meter, amshan applies the 0-8:25.9.0 setup's 0.01 A (400 A read as 4.0 A)"
     ),
     "dk-kamstrup-push1-gh216-1": (
-        "Kamstrup CT meter: push 1 sends currents without a scaler; the corpus reads 0.001 A (CT), amshan "
-        "applies the documented 0.01 A of direct meters"
+        "Kamstrup CT meter: push 1 sends currents without a scaler and names no meter type; the corpus reads "
+        "0.001 A (CT), amshan the documented 0.01 A of direct meters"
     ),
     **{
         name: "the plaintext is a DSMR P1 telegram, which amshan decodes once the P1 issue lands"
@@ -250,6 +250,21 @@ def test_a_positional_list_naming_another_maker_is_refused() -> None:
     content = bytes.fromhex(ljubljana["hex"]).replace(b"ISK1030789014731", b"LGZ1030789014731")
     with pytest.raises(DecodeError, match="expected a positional Iskraemeco list, found one naming Landis"):
         iskra.decode_message(information_field(content))
+
+
+def test_a_kamstrup_current_transformer_meter_sends_currents_in_milliamperes() -> None:
+    vector = next(v for v in VECTORS if v["id"] == "dk-kamstrup-list1-gh741-1")
+    direct = information_field(bytes.fromhex(vector["hex"]))
+    ct = direct.replace(b"6841138BN", b"6851138BN")  # the same list from a 685-... (CT) meter type
+    decoder = AutoDecoder()
+    for _ in range(2):  # the second time through the shape cache
+        assert decoder.decode_frame_content(direct)["current_l1"] == pytest.approx(
+            vector["values"]["current_l1"]
+        )
+        decoded = decoder.decode_frame_content(ct)
+        assert decoded["meter_type"] == "6851138BN143101010"
+        assert decoded["current_l1"] == pytest.approx(vector["values"]["current_l1"] / 10)
+        assert decoded["voltage_l1"] == vector["values"]["voltage_l1"]
 
 
 def test_positional_layouts_must_differ_in_their_element_types() -> None:
