@@ -134,7 +134,7 @@ def _decode_push_object_list(
     for code, attribute, raw, _ in values:
         if attribute == 3 and isinstance(raw, list) and len(raw) == 2:
             scaler, unit = raw
-            if type(scaler) is int and type(unit) is int:
+            if type(scaler) is int and type(unit) is int and -128 <= scaler <= 127:  # an A-XDR integer
                 scaler_units[code] = (scaler, UNIT_SYMBOLS.get(unit))
     for code, attribute, raw, start in values:
         if attribute != 2:

@@ -209,6 +209,13 @@ def test_a_pushed_scaler_unit_scales_its_register_whatever_the_setup() -> None:
     ]
 
 
+def test_a_pushed_scaler_beyond_an_a_xdr_integer_is_not_applied() -> None:
+    objects = [(3, "1.0.14.7.0.255", 2), (3, "1.0.14.7.0.255", 3)]
+    values = [enc.double_long_unsigned(5002), enc.structure([enc.long(30000), enc.enum(44)])]
+    body = _push_list("0.11.25.9.0.255", objects, values)
+    assert generic.decode_frame_content(enc.notification(body)) == {"1.0.14.7.0.255": 5002}
+
+
 def _idis(*elements: bytes) -> bytes:
     """Build an Austrian IDIS body: a leading date-time, registers with scaler-units, the meter number."""
     clock = enc.octet_string(bytes.fromhex("07e5091b01092f0f00ff8880"))
