@@ -211,7 +211,7 @@ def test_p1_text_says_p1() -> None:
     result = run_amshan("read", "-", stdin=text.encode())
     assert result.returncode == 1
     assert stderr_lines(result)[-1].endswith(
-        "0 messages, 0 decoded; it looks like P1 (DSMR) text telegrams, which this amshan does not read yet"
+        "0 messages, 0 decoded; it looks like P1 (DSMR) text telegrams, which amshan read does not decode yet"
     ), result.stderr
 
 
@@ -220,7 +220,7 @@ def test_mbus_frames_say_mbus() -> None:
     result = run_amshan("read", "-", stdin=frames)
     assert result.returncode == 1
     assert stderr_lines(result)[-1].endswith(
-        "0 decoded; it looks like M-Bus frames (68 L L 68), which this amshan does not read yet"
+        "0 decoded; it looks like M-Bus frames (68 L L 68), which amshan read does not decode yet"
     ), result.stderr
 
 
