@@ -7,7 +7,7 @@ import struct
 from operator import itemgetter
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-from amshan import aidon, generic, kaifa, kamstrup
+from amshan import aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
@@ -24,6 +24,8 @@ DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
     aidon.NAME: aidon.decode_message,
     kaifa.NAME: kaifa.decode_message,
     kamstrup.NAME: kamstrup.decode_message,
+    iskra.NAME: iskra.decode_message,
+    landisgyr.NAME: landisgyr.decode_message,
     generic.NAME: generic.decode_message,
 }
 """Every decoder by the name AutoDecoder reports for it."""
@@ -180,7 +182,9 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
         if first == b"\x0a":
             return (kamstrup.NAME, generic.NAME)
         if first in (b"\x09", b"\x06"):
-            return (kaifa.NAME, generic.NAME)
+            return (kaifa.NAME, iskra.NAME, generic.NAME)
+        if first == b"\x12":
+            return (landisgyr.NAME, generic.NAME)
         return (generic.NAME,)
     return ()
 
@@ -235,7 +239,7 @@ class AutoDecoder:
 
     @property
     def previous_success_decoder(self) -> Optional[str]:
-        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Kamstrup", "Generic")."""
+        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Iskraemeco", ...)."""
         return self._previous
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:
@@ -351,4 +355,6 @@ class AutoDecoder:
     def _warn(self, message: str, detail: str) -> None:
         """Log a rate-limited warning about frame content that garbage input can trigger."""
         if self._warnings.ready():
-            _LOGGER.warning(message + " (%d similar warnings suppressed)", detail, self._warnings.held_back)
+            _LOGGER.warning(
+                message + "%s", detail, self._warnings.held_back_note("similar warnings suppressed")
+            )
