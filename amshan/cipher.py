@@ -11,6 +11,7 @@ Keys are never logged and never put in an exception's text: only system titles a
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from hmac import compare_digest
 from typing import Dict, List, NamedTuple, Optional, Tuple
@@ -20,7 +21,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import read_length
-from amshan.framing import Verdict
+from amshan.framing import HISTORY, Verdict
+from amshan.hdlc import LLC_HEADER
 
 __all__ = [
     "CIPHERING_TAGS",
@@ -171,6 +173,32 @@ def _tag_matches(aead: AESGCM, apdu: CipheredApdu, plaintext: bytes, aad: bytes)
     return compare_digest(tag, apdu.auth_tag)
 
 
+# A block-transfer header of block 1 (E0, control, 00 01, 00 00, the A-XDR length of its data) at the end.
+_BLOCK_1 = re.compile(rb"\xe0.\x00\x01\x00\x00(?:[\x00-\x7f]|\x81.|\x82..)\Z", re.DOTALL)
+_HDLC_HEADER_LENGTHS = (7, 15)  # from format (2), addresses (1-4 each), control (1), HCS (2), its flag
+
+
+def _inside_a_frame(before: bytes) -> bool:
+    """Return True when the bytes before a ciphering tag are the head of an M-Bus or HDLC frame.
+
+    Such an APDU is part of a frame that failed its checks (damaged: in its data, checksum or header), not
+    a bare APDU, and must give nothing.  The head is 68 L L 68 C A CI, STSAP 01 and DTSAP 67 (one of the two
+    halves is enough, the other may be the damage), or an HDLC header (a flag 7E where one begins) with the
+    LLC header, and maybe the header of block 1 of a block transfer, after it.
+    """
+    mbus = before[-9:]
+    if len(mbus) == 9 and (
+        (mbus[0] == mbus[3] == 0x68 and mbus[1] == mbus[2]) or (mbus[7:] == b"\x01\x67" and 0x68 in mbus[:4])
+    ):
+        return True
+    block = _BLOCK_1.search(before)
+    end = block.start() if block else len(before)
+    if before[end - 3 : end] not in (LLC_HEADER, b"\xe6\xe6\x00"):
+        return False
+    shortest, longest = _HDLC_HEADER_LENGTHS
+    return before.find(b"\x7e", max(0, end - 3 - longest), end - 3 - shortest) >= 0
+
+
 class CipheredApduFramer:
     """Bare ciphered APDUs on the line, for ``amshan.framing.FrameScanner``: valid only when authenticated.
 
@@ -180,8 +208,8 @@ class CipheredApduFramer:
 
     name = "apdu"
     start_bytes = bytes(CIPHERING_TAGS)
-    strong = False
     MAX_LENGTH = 0x1000
+
 
     def __init__(self, decipherer: Decipherer) -> None:
         """Verify candidates with the stream's decipherer (which holds the keys)."""
@@ -191,6 +219,8 @@ class CipheredApduFramer:
         """Return (verdict, start, end, resume) for the ciphering tag at position."""
         not_a_frame = (Verdict.NOT_A_FRAME, position, position, position + 1)
         if buffer[position + 1 : position + 2] not in (b"", bytes((_SYSTEM_TITLE_LENGTH,))):
+            return not_a_frame
+        if _inside_a_frame(buffer[max(0, position - HISTORY) : position]):
             return not_a_frame
         try:
             _, length, body = _read_header(buffer, position)
