@@ -116,7 +116,7 @@ async def _latest(request: web.Request) -> web.Response:
         }
         for state in sorted(hub.history.meters.values(), key=lambda state: state.key)
     ]
-    return _json({"meters": meters, "live": hub.live, "units": FIELD_UNITS})
+    return _json({"meters": meters, "seq": hub.sequence, "live": hub.live, "units": FIELD_UNITS})
 
 
 async def _history(request: web.Request) -> web.Response:
@@ -171,11 +171,13 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, EVENT_SEND_BUFFER)
         await response.prepare(request)
         await response.write(b"retry: 1000\n\n")
-        while not client.dropped:
+        while True:
             try:
                 data = await asyncio.wait_for(client.next_batch(), KEEPALIVE)
             except asyncio.TimeoutError:
                 data = b": keep-alive\n\n"
+            if client.ended:
+                break
             await response.write(data)
     except (ConnectionError, asyncio.CancelledError):
         pass  # the page went away, was dropped, or the server is stopping
@@ -201,6 +203,11 @@ async def _flush_history(app: web.Application) -> AsyncIterator[None]:
     hub.close()
 
 
+async def _end_streams(app: web.Application) -> None:
+    """End the event streams when the server stops, so it need not wait for them."""
+    app[HUB].end_streams()
+
+
 @web.middleware
 async def _secure(request: web.Request, handler: Any) -> web.StreamResponse:
     """Add the security headers to every response."""
@@ -219,6 +226,7 @@ def create_app(hub: MeterHub) -> web.Application:
     app[_REGISTRY] = registry
     app[_STATIC] = _load_static()
     app.cleanup_ctx.append(_flush_history)
+    app.on_shutdown.append(_end_streams)
     app.router.add_get("/", _page)
     app.router.add_get("/static/{name}", _static)
     app.router.add_get("/api/latest", _latest)

@@ -40,22 +40,29 @@ class EventClient:
     def __init__(self, abort: Callable[[], None], size: int = CLIENT_QUEUE) -> None:
         """Start with an empty queue; ``abort`` closes the client's connection when it falls behind."""
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=size)
-        self.dropped = False
+        self.dropped = False  # it fell behind
+        self.ended = False  # dropped, or the server is stopping
         self._abort = abort
 
     def offer(self, event: bytes) -> bool:
         """Queue one event; on a full queue drop the client (free its queue, close it) and return False."""
-        if self.dropped:
+        if self.ended:
             return False
         try:
             self.queue.put_nowait(event)
             return True
         except asyncio.QueueFull:
             self.dropped = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
+            self.end()
             self._abort()
             return False
+
+    def end(self) -> None:
+        """End the stream: free the queue and wake the writer with an empty batch so it returns."""
+        self.ended = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(b"")
 
     async def next_batch(self) -> bytes:
         """Wait for the next event, then take every event already queued with it (one write for all)."""
@@ -158,6 +165,11 @@ class MeterHub:
         self.clients.add(client)
         return client
 
+    def end_streams(self) -> None:
+        """End every event stream (the server is stopping)."""
+        for client in list(self.clients):
+            client.end()
+
     def unsubscribe(self, client: EventClient) -> None:
         """Forget a client whose stream ended."""
         self.clients.discard(client)
@@ -207,5 +219,6 @@ class MeterHub:
             "reconnects": 0 if link is None else max(link.connection_count - 1, 0),
             "event_clients": len(self.clients),
             "event_clients_dropped": self.clients_dropped,
+            "started": self.started,
             "uptime": now - self.started,
         }

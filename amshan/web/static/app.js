@@ -13,7 +13,9 @@ const state = {
   energy: new Map(),  // hour start -> [import Wh, export Wh]
   health: null,
   healthAt: 0,
-  loading: null,
+  loadedSeq: 0,  // the newest message the last full load included: older events are skipped
+  pending: null,  // events that arrive while a load runs, applied after it
+
   source: null,
   charts: {power: null, energy: null},
 };
@@ -129,6 +131,13 @@ function drawPower() {
   }, data, $("power-chart"));
 }
 
+function energyRange() {
+  const hours = state.charts.energy ? state.charts.energy.data[0] : [];
+  const last = hours.length ? hours[hours.length - 1] : Math.floor(Date.now() / 3600000) * 3600;
+  const first = state.live || !hours.length ? last - (ENERGY_HOURS - 1) * 3600 : hours[0];
+  return [first, last + 3600];
+}
+
 function drawEnergy() {
   const hours = [...state.energy.keys()].sort((a, b) => a - b);
   const shown = state.live && hours.length ? hours.filter((h) => h > hours[hours.length - 1] - ENERGY_HOURS * 3600) : hours;
@@ -143,7 +152,7 @@ function drawEnergy() {
     height: 220,
     cursor: {drag: {x: true, y: false}},
     scales: {
-      x: {time: true, range: (u, min, max) => [state.live ? max - (ENERGY_HOURS - 1) * 3600 : min, max + 3600]},
+      x: {time: true, range: energyRange},
       y: {range: (u, min, max) => [0, Math.max(max * 1.1, 10)]},
     },
     series: [
@@ -195,6 +204,7 @@ function drawHealth() {
 }
 
 function setHealth(health) {
+  document.body.dataset.started = String(health.started);
   state.health = health;
   state.healthAt = Date.now();
   drawHealth();
@@ -225,30 +235,40 @@ async function loadSelected() {
 }
 
 async function reload() {
-  const [latest, health] = await Promise.all([getJson("api/latest"), getJson("api/health")]);
-  state.live = latest.live;
-  state.meters = new Map(latest.meters.map((m) => [m.meter, {values: m.values, info: m.info}]));
-  setHealth(health);
-  await select(chosenMeter());
+  state.pending = [];
+  try {
+    const [latest, health] = await Promise.all([getJson("api/latest"), getJson("api/health")]);
+    state.live = latest.live;
+    setLink(state.live ? "live" : "recording", "up");
+    state.loadedSeq = latest.seq;
+    state.meters = new Map(latest.meters.map((m) => [m.meter, {values: m.values, info: m.info}]));
+    setHealth(health);
+    await select(chosenMeter());
+  } finally {
+    const pending = state.pending;
+    state.pending = null;
+    for (const message of pending) apply(message);
+  }
 }
 
 async function select(key) {
-  const changed = key !== state.selected;
   state.selected = key;
+  document.body.dataset.meter = key || "";
   drawNav();
   drawValues();
-  if (key !== null) {
-    if (changed) {
-      state.power = {t: [], imp: [], exp: []};
-      state.energy = new Map();
-    }
-    await loadSelected();
-  }
+  if (key !== null) await loadSelected();
   document.body.dataset.ready = "true";
 }
 
 function onMessage(event) {
   const message = JSON.parse(event.data);
+  if (state.pending !== null) state.pending.push(message);
+  else apply(message);
+}
+
+function apply(message) {
+  if (message.seq <= state.loadedSeq) return;
+  state.loadedSeq = message.seq;
   const known = state.meters.get(message.meter);
   const meter = known || {values: {}, info: message.info};
   Object.assign(meter.values, message.dictionary);
@@ -262,7 +282,7 @@ function onMessage(event) {
   setHealth(message.health);
   document.body.dataset.seq = String(message.seq);
   if (state.selected === null || !state.meters.has(state.selected)) {
-    select(chosenMeter());
+    switchTo(chosenMeter());
     return;
   }
   if (!known) drawNav();
@@ -284,7 +304,7 @@ function connect() {
   const source = new EventSource("api/events");
   state.source = source;
   source.addEventListener("open", () => {
-    setLink("live", "up");
+    setLink(state.live ? "live" : "recording", "up");
     state.loading = reload().catch(() => setLink("reloading", "waiting"));
   });
   source.addEventListener("message", onMessage);
@@ -296,7 +316,17 @@ function connect() {
   });
 }
 
-window.addEventListener("hashchange", () => { select(chosenMeter()); });
+function switchTo(key) {
+  if (state.pending !== null) return;  // a load is running: it ends with the newest state
+  state.pending = [];
+  select(key).finally(() => {
+    const pending = state.pending;
+    state.pending = null;
+    for (const message of pending) apply(message);
+  });
+}
+
+window.addEventListener("hashchange", () => switchTo(chosenMeter()));
 window.addEventListener("resize", () => {
   for (const [name, chart] of Object.entries(state.charts)) {
     if (chart) chart.setSize({width: chartWidth(`${name}-chart`), height: chart.height});
