@@ -1,4 +1,4 @@
-"""Test helpers for `amshan serve`: the simulated meter in a thread, the server as a process, headless Chromium."""
+"""Helpers to test `amshan serve`: a simulated meter in a thread, the server process, headless Chromium."""
 
 from __future__ import annotations
 
@@ -151,7 +151,8 @@ def screenshot(driver: Any, directory: Path, name: str, width: int) -> Path:
 PAGE_STATE_JS = """
 const fields = {};
 for (const el of document.querySelectorAll('[data-field]')) {
-  if (el.closest('[hidden]') === null) fields[el.dataset.field] = {value: el.dataset.value, text: el.textContent};
+  if (el.closest('[hidden]') !== null) continue;
+  fields[el.dataset.field] = {value: el.dataset.value, text: el.textContent};
 }
 const rows = [...document.querySelectorAll('#phases tbody tr')].map((row) => row.id);
 const charts = {};
