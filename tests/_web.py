@@ -81,9 +81,13 @@ class ServeProcess:
 
     def start(self, source: str, *options: str, port: int = 0, timeout: float = 20.0) -> ServeProcess:
         """Start serving source (port 0: any free one) and wait until it says where it listens."""
+        return self.start_command([*SERVE, source, "--port", str(port), *options], timeout)
+
+    def start_command(self, argv: List[str], timeout: float = 20.0) -> ServeProcess:
+        """Start a command that serves the page and wait until it says where it listens."""
         self.runs += 1
         log = self.directory / f"{self.name}-{self.runs}.log"
-        self.process = ManagedProcess([*SERVE, source, "--port", str(port), *options], log)
+        self.process = ManagedProcess(argv, log)
         self.process.start()
         process = self.process
         wait_until(

@@ -195,8 +195,18 @@ async def until(awaitable: Awaitable[Any], stop: asyncio.Event) -> Any:
     return None
 
 
-async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: asyncio.Event) -> None:
-    """Read a serial port or TCP stream through the ConnectionManager until stopped."""
+async def read_live(
+    source: Source,
+    args: argparse.Namespace,
+    sink: Sink,
+    stop: asyncio.Event,
+    *,
+    managed: Callable[[ConnectionManager], None] | None = None,
+) -> None:
+    """Read a serial port or TCP stream through the ConnectionManager until stopped.
+
+    ``managed`` is given the manager before it connects (``serve`` reports its connections as health).
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=_QUEUE_SIZE)
     factory: Callable[[], Awaitable[MeterTransportProtocol]]
@@ -216,6 +226,8 @@ async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: 
 
     idle_timeout = args.idle_timeout if args.idle_timeout > 0 else None
     manager = ConnectionManager(factory, idle_timeout=idle_timeout)
+    if managed is not None:
+        managed(manager)
     connect_task = asyncio.ensure_future(manager.connect_loop())
     try:
         while not stop.is_set() and not sink.finished.is_set():

@@ -270,6 +270,7 @@ class HistoryFile:
         self.path = Path(path)
         self.history = history
         self._pending: List[Tuple[str, float, str]] = []
+        self._closed = False
         try:
             self._db = sqlite3.connect(str(self.path), timeout=1.0, isolation_level=None)
         except sqlite3.Error as error:
@@ -365,7 +366,10 @@ class HistoryFile:
             raise HistoryError(f"cannot write the history file {str(self.path)!r}: {error}") from None
 
     def close(self) -> None:
-        """Write what is queued and close the file."""
+        """Write what is queued and close the file (again: nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.flush()
         finally:

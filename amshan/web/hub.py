@@ -121,7 +121,8 @@ class MeterHub:
         self.last_received = received
         state = self.store.add(dictionary, self._time_of(dictionary, received))
         self.sequence += 1
-        self.publish(self.event(state))
+        if self.clients:
+            self.publish(self.event(state))
         return state
 
     def _time_of(self, dictionary: Mapping[str, ItemValue], received: float) -> float:
@@ -148,8 +149,6 @@ class MeterHub:
 
     def publish(self, event: Mapping[str, Any]) -> None:
         """Serialize an event once and offer it to every client; drop the ones that fell behind."""
-        if not self.clients:
-            return
         data = f"id: {event['seq']}\nevent: message\ndata: {json.dumps(event)}\n\n".encode()
         for client in list(self.clients):
             if not client.offer(data):

@@ -241,6 +241,7 @@ async function reload() {
     state.live = latest.live;
     setLink(state.live ? "live" : "recording", "up");
     state.loadedSeq = latest.seq;
+    document.body.dataset.seq = String(latest.seq);
     state.meters = new Map(latest.meters.map((m) => [m.meter, {values: m.values, info: m.info}]));
     setHealth(health);
     await select(chosenMeter());
