@@ -16,7 +16,15 @@ from amshan.cli.options import (
     add_influxdb_options,
     add_source,
 )
-from amshan.cli.sources import Source, make_writer, parse_source, read_live, read_recorded, stop_on_signals
+from amshan.cli.sources import (
+    Source,
+    make_writer,
+    parse_source,
+    read_live,
+    read_recorded,
+    stop_on_signals,
+    stop_watchers,
+)
 from amshan.influxdb import InfluxDbWriter, PointMaker
 
 
@@ -71,11 +79,7 @@ async def run_pipeline(
 ) -> int:
     """Feed the source to the sink until it ends, stops or times out; drain the writer; return the status."""
     stop = asyncio.Event()
-    watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(sink.finished.wait())]
-    if args.duration is not None:
-        watchers.append(asyncio.ensure_future(asyncio.sleep(args.duration)))
-    for watcher in watchers:
-        watcher.add_done_callback(lambda _: stop.set())
+    watchers = stop_watchers(stop, sink, args.duration)
     writer_task = asyncio.ensure_future(writer.run()) if writer is not None else None
     try:
         with stop_on_signals(stop):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from amshan.cli.formats import Sink
 from amshan.cli.options import EXIT_FAILURE, EXIT_OK, SERIAL_HELP, UsageError, add_common, add_source
-from amshan.cli.sources import Source, parse_source, read_live, read_recorded, stop_on_signals
+from amshan.cli.sources import Source, parse_source, read_live, read_recorded, stop_on_signals, stop_watchers
 from amshan.hdlc import HdlcFrame
 
 if TYPE_CHECKING:
@@ -111,11 +111,7 @@ async def serve_source(source: Source, args: argparse.Namespace, stdout: TextIO,
     hub = MeterHub(store, live=source.is_live, source=source.location)
     sink = HubSink(hub, stderr, args.count)
     stop = asyncio.Event()
-    watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(sink.finished.wait())]
-    if args.duration is not None:
-        watchers.append(asyncio.ensure_future(asyncio.sleep(args.duration)))
-    for watcher in watchers:
-        watcher.add_done_callback(lambda _: stop.set())
+    watchers = stop_watchers(stop, sink, args.duration)
     app = create_app(hub)
     try:
         with stop_on_signals(stop):

@@ -245,6 +245,16 @@ async def read_live(
             connect_task.cancel()
 
 
+def stop_watchers(stop: asyncio.Event, sink: Sink, duration: float | None) -> list[asyncio.Future[Any]]:
+    """Set ``stop`` once the sink has finished or ``duration`` seconds passed; cancel the result to stop."""
+    watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(sink.finished.wait())]
+    if duration is not None:
+        watchers.append(asyncio.ensure_future(asyncio.sleep(duration)))
+    for watcher in watchers:
+        watcher.add_done_callback(lambda _: stop.set())
+    return watchers
+
+
 @contextlib.contextmanager
 def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     """Set ``stop`` on Ctrl-C or SIGTERM while inside, so a command ends cleanly, not by an exception."""
