@@ -30,10 +30,10 @@ SCREENSHOTS_ENV = "AMSHAN_SCREENSHOTS"  # a folder: screenshots are also copied 
 class ThreadedSimulator:
     """The library's simulated meter (a real TCP server) on its own event loop in a thread."""
 
-    def __init__(self, frames: Sequence[bytes], interval: float) -> None:
+    def __init__(self, frames: Sequence[bytes], interval: float, port: int = 0) -> None:
         self.frames = list(frames)
         self.interval = interval
-        self.port = 0
+        self.port = port
         self._loop = asyncio.new_event_loop()
         self._stopped: Optional[asyncio.Event] = None
         self._thread = threading.Thread(target=self._run, name="simulated-meter", daemon=True)
@@ -42,7 +42,7 @@ class ThreadedSimulator:
     def _run(self) -> None:
         async def main() -> None:
             self._stopped = asyncio.Event()
-            async with MeterSimulator(self.frames, interval=self.interval) as simulator:
+            async with MeterSimulator(self.frames, interval=self.interval, port=self.port) as simulator:
                 self.port = simulator.port
                 self._ready.set()
                 await self._stopped.wait()

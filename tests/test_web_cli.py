@@ -108,6 +108,22 @@ def test_serves_loopback_only_by_default_and_is_read_only(
         server.stop()
 
 
+def test_health_counts_reconnects(tmp_path: Path) -> None:
+    meter = ThreadedSimulator(KAMSTRUP, 0.05).start()
+    server = ServeProcess(tmp_path).start(meter.address)
+    try:
+        wait_until(lambda: get(server.url + "api/health")["decoded"] > 0, "a message", timeout=30)
+        meter.stop()  # the meter's link goes down...
+        wait_until(lambda: not get(server.url + "api/health")["connected"], "the loss to show", timeout=30)
+        meter = ThreadedSimulator(KAMSTRUP, 0.05, port=meter.port).start()  # ...and comes back
+        wait_until(lambda: get(server.url + "api/health")["reconnects"] == 1, "a reconnect", timeout=60)
+        health = get(server.url + "api/health")
+        assert health["connected"] and health["invalid_frames"] == 0
+    finally:
+        server.stop()
+        meter.stop()
+
+
 def test_demo_serve_shows_the_simulated_meters(tmp_path: Path) -> None:
     server = ServeProcess(tmp_path, name="demo")
     server.start_command(
