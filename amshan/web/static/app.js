@@ -131,17 +131,22 @@ function drawPower() {
   }, data, $("power-chart"));
 }
 
-function energyRange() {
-  const hours = state.charts.energy ? state.charts.energy.data[0] : [];
+function energyRange(u) {
+  const hours = u.data[0];
   const last = hours.length ? hours[hours.length - 1] : Math.floor(Date.now() / 3600000) * 3600;
-  const first = state.live || !hours.length ? last - (ENERGY_HOURS - 1) * 3600 : hours[0];
-  return [first, last + 3600];
+  return [hours.length ? hours[0] : last - (ENERGY_HOURS - 1) * 3600, last + 3600];
 }
 
 function drawEnergy() {
+  // every hour of the span gets a slot (empty where nothing is known), so each bar is one hour wide
   const hours = [...state.energy.keys()].sort((a, b) => a - b);
-  const shown = state.live && hours.length ? hours.filter((h) => h > hours[hours.length - 1] - ENERGY_HOURS * 3600) : hours;
-  const data = [shown, shown.map((h) => state.energy.get(h)[0]), shown.map((h) => state.energy.get(h)[1])];
+  const shown = [];
+  if (hours.length) {
+    const last = hours[hours.length - 1];
+    for (let hour = state.live ? last - (ENERGY_HOURS - 1) * 3600 : hours[0]; hour <= last; hour += 3600) shown.push(hour);
+  }
+  const pick = (index) => shown.map((h) => (state.energy.has(h) ? state.energy.get(h)[index] : null));
+  const data = [shown, pick(0), pick(1)];
   if (state.charts.energy) {
     state.charts.energy.setData(data);
     return;
