@@ -179,8 +179,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
             if client.ended:
                 break
             await response.write(data)
-    except (ConnectionError, asyncio.CancelledError):
-        pass  # the page went away, was dropped, or the server is stopping
+    except ConnectionError:
+        pass  # the page went away or was dropped
     finally:
         hub.unsubscribe(client)
     return response

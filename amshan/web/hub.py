@@ -53,16 +53,16 @@ class EventClient:
             return True
         except asyncio.QueueFull:
             self.dropped = True
-            self.end()
-            self._abort()
+            self.close()
             return False
 
-    def end(self) -> None:
-        """End the stream: free the queue and wake the writer with an empty batch so it returns."""
+    def close(self) -> None:
+        """End the stream: free the queue, wake the writer with an empty batch, cut the connection."""
         self.ended = True
         while not self.queue.empty():
             self.queue.get_nowait()
         self.queue.put_nowait(b"")
+        self._abort()
 
     async def next_batch(self) -> bytes:
         """Wait for the next event, then take every event already queued with it (one write for all)."""
@@ -107,6 +107,7 @@ class MeterHub:
         self._clock = clock
         self._meter_time: Optional[float] = None
         self._write_errors = LogLimiter()
+        self._drop_log = LogLimiter()
 
     def feed(self, chunk: bytes) -> int:
         """Read the next bytes of the source; add every message they complete; return how many."""
@@ -154,7 +155,12 @@ class MeterHub:
             if not client.offer(data):
                 self.clients.discard(client)
                 self.clients_dropped += 1
-                _LOGGER.info("Dropped an event client that fell %d events behind", CLIENT_QUEUE)
+                if self._drop_log.ready():
+                    _LOGGER.info(
+                        "Dropped an event client that fell %d events behind (%d dropped so far)",
+                        CLIENT_QUEUE,
+                        self.clients_dropped,
+                    )
 
     def subscribe(self, abort: Callable[[], None]) -> EventClient:
         """Register a new event client; raise TooManyClients when every slot is taken."""
@@ -165,9 +171,9 @@ class MeterHub:
         return client
 
     def end_streams(self) -> None:
-        """End every event stream (the server is stopping)."""
+        """Close every event stream (the server is stopping)."""
         for client in list(self.clients):
-            client.end()
+            client.close()
 
     def unsubscribe(self, client: EventClient) -> None:
         """Forget a client whose stream ended."""
