@@ -3,6 +3,7 @@ charts, survives a server restart, shows a one-phase meter's one phase and a rec
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -185,3 +186,41 @@ def test_a_capture_file_shows_its_whole_history(tmp_path: Path, browser: Any, se
     wait_until(lambda: series_pixels(browser, "energy-chart") > 1000, "the energy bars", timeout=10)
     screenshot(browser, tmp_path, "capture-history", 1100)
     assert console_errors(browser) == []
+
+
+def test_demo_serve_switches_between_meters(tmp_path: Path, browser: Any) -> None:
+    server = ServeProcess(tmp_path, name="demo")
+    server.start_command(
+        [sys.executable, "-m", "amshan", "demo", "--serve", "--port", "0", "--interval", "0.1"]
+    )
+    try:
+        by_meter: Dict[str, List[Dict[str, Any]]] = {}
+        for dictionary in decoded(bundled_frames("all")):
+            if "meter_id" in dictionary:
+                by_meter.setdefault(dictionary["meter_id"], []).append(dictionary)
+        browser.get(server.url)
+        wait_until(
+            lambda: len(browser.find_elements("css selector", "#meters button")) == len(by_meter),
+            "a button per meter",
+            timeout=LOAD_TIMEOUT,
+        )
+        for meter, dictionaries in by_meter.items():
+            browser.find_element("css selector", f'#meters button[data-meter="{meter}"]').click()
+            state = wait_for_page(
+                browser,
+                f"meter {meter}",
+                lambda s, meter=meter: s["selected"] == meter and s["fields"]["meter_id"]["value"] == meter,
+            )
+            assert state["fields"]["meter_type"]["value"] == dictionaries[0]["meter_type"]
+            assert state["fields"]["meter_manufacturer"]["value"] == dictionaries[0]["meter_manufacturer"]
+            phases = max(
+                int(name[-1])
+                for d in dictionaries
+                for name in d
+                if name.startswith(("voltage_l", "current_l"))
+            )
+            assert len(state["rows"]) == phases
+        assert browser.execute_script("return location.hash") == f"#meter={meter}"
+        assert console_errors(browser) == []
+    finally:
+        server.stop()
