@@ -123,6 +123,7 @@ def test_page_comes_back_after_a_server_restart(tmp_path: Path, browser: Any, se
         )
         assert shown_equals(after["fields"], merged(dictionaries, after["seq"])) == []
         assert browser.execute_script("return performance.getEntriesByType('navigation').length") == 1
+        screenshot(browser, tmp_path, "after-restart", 1100)
         assert console_errors(browser, allowed=RESTART_NOISE) == []
     finally:
         simulator.stop()
@@ -221,6 +222,7 @@ def test_demo_serve_switches_between_meters(tmp_path: Path, browser: Any) -> Non
             )
             assert len(state["rows"]) == phases
         assert browser.execute_script("return location.hash") == f"#meter={meter}"
+        screenshot(browser, tmp_path, "demo-meters", 1100)
         assert console_errors(browser) == []
     finally:
         server.stop()
