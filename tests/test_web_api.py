@@ -339,3 +339,19 @@ def test_values_are_finite_numbers_only() -> None:
     history.add({"meter_manufacturer": "Kaifa", "active_power_import": math.inf, "current_l1": 1.5}, 1.0)
     state = history.meters["Kaifa"]
     assert state.samples[-1][1] == {"current_l1": 1.5}
+
+
+async def test_event_streams_beyond_the_limit_are_refused(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("amshan.web.hub.MAX_CLIENTS", 2)
+    first = await server.session.get(server.base + "/api/events")
+    second = await server.session.get(server.base + "/api/events")
+    try:
+        assert first.status == second.status == 200
+        async with server.session.get(server.base + "/api/events") as third:
+            assert third.status == 503
+        assert (await server.get("/api/health"))["event_clients"] == 2
+    finally:
+        first.close()
+        second.close()
