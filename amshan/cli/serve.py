@@ -13,8 +13,16 @@ import io
 from typing import TYPE_CHECKING, Any, TextIO
 
 from amshan.cli.formats import Sink
-from amshan.cli.options import EXIT_FAILURE, EXIT_OK, SERIAL_HELP, UsageError, add_common, add_source
-from amshan.cli.sources import Source, parse_source, read_live, read_recorded, stop_on_signals, stop_watchers
+from amshan.cli.options import EXIT_FAILURE, EXIT_OK, SERIAL_HELP, UsageError, add_common, add_source, epilog
+from amshan.cli.sources import (
+    Capture,
+    Source,
+    on_signals,
+    parse_source,
+    read_live,
+    read_recorded,
+    stop_watchers,
+)
 from amshan.hdlc import HdlcFrame
 
 if TYPE_CHECKING:
@@ -49,7 +57,7 @@ def add_parser(commands: Any) -> None:
         " hour for 48 hours, the meter's identity and the connection's health, updated as each message"
         " arrives; /api/latest, /api/history and /api/health in JSON; /metrics for Prometheus. A capture"
         " file is read first and shown whole. Needs: pip install 'amshan[web]'.",
-        epilog="Serial settings: " + SERIAL_HELP,
+        epilog=epilog("Serial settings: " + SERIAL_HELP),
     )
     add_source(serve)
     add_web_options(serve)
@@ -110,13 +118,14 @@ async def serve_source(source: Source, args: argparse.Namespace, stdout: TextIO,
         return EXIT_FAILURE
     hub = MeterHub(store, live=source.is_live, source=source.location)
     sink = HubSink(hub, stderr, args.count)
+    save = Capture(args.save) if args.save else None
     stop = asyncio.Event()
     watchers = stop_watchers(stop, sink, args.duration)
     app = create_app(hub)
     try:
-        with stop_on_signals(stop):
+        with on_signals(stop.set):
             if source.kind == "file":  # the whole recording first: the page opens on all of it
-                await read_recorded(source, args.hex, sink, stop, stderr)
+                await read_recorded(source, args.hex, sink, stop, stderr, save=save)
                 stderr.write(f"amshan serve: {hub.sequence} messages read from {source.location}\n")
             try:
                 runner, port = await start_server(app, args.host, args.port)
@@ -128,15 +137,23 @@ async def serve_source(source: Source, args: argparse.Namespace, stdout: TextIO,
             try:
                 if source.is_live:
                     await read_live(
-                        source, args, sink, stop, managed=lambda manager: setattr(hub, "link", manager)
+                        source,
+                        args,
+                        sink,
+                        stop,
+                        stderr,
+                        save=save,
+                        managed=lambda manager: setattr(hub, "link", manager),
                     )
                 elif source.kind == "stdin":
-                    await read_recorded(source, args.hex, sink, stop, stderr)
+                    await read_recorded(source, args.hex, sink, stop, stderr, save=save)
                 await stop.wait()
             finally:
                 await runner.cleanup()
     finally:
         for watcher in watchers:
             watcher.cancel()
+        if save is not None:
+            save.close()
         hub.close()
     return EXIT_OK
