@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from amshan.web import MeterHub
 
 DEFAULT_PORT = 8080
-RECORDING_SAMPLES = 500_000  # messages of a capture kept for its charts: 2 weeks of a list every 2.5 s
+RECORDING_SAMPLES = 250_000  # messages of a capture kept per meter (~400 bytes each): a week at one per 2.5 s
 
 
 def add_web_options(parser: argparse.ArgumentParser, port: int = DEFAULT_PORT) -> None:

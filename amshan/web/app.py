@@ -34,7 +34,6 @@ _CONTENT_TYPES = {
     ".html": "text/html",
     ".js": "text/javascript",
     ".css": "text/css",
-    ".svg": "image/svg+xml",
     ".txt": "text/plain",
 }
 _SECURITY_HEADERS = {
