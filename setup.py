@@ -19,7 +19,8 @@ setup(
     package_data={"amshan": ["py.typed", "data/*"]},
     install_requires=["crcmod-plus>=2.0", "pyserial>=3.4", "pyserial-asyncio>=0.6"],
     extras_require={
-        "test": ["pytest>=7", "pytest-asyncio>=0.21", "hypothesis>=6"],
+        "mqtt": ["aiomqtt>=2.0"],
+        "test": ["pytest>=7", "pytest-asyncio>=0.21", "hypothesis>=6", "aiomqtt>=2.0"],
         "dev": ["ruff", "mypy", "types-pyserial"],
         "fuzz": ["atheris>=2"],
     },
