@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as datetime_time
-from typing import Any, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Optional, TextIO
 
-from amshan import __version__
+from amshan import __version__, cli_mqtt
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder, MeterItem
 from amshan.generic import message_to_dict
@@ -39,6 +39,9 @@ from amshan.serial_connection_factory import (
 )
 from amshan.simulator import DEFAULT_INTERVAL, METERS, MeterSimulator, bundled_frames, parse_hex_line
 from amshan.tcp_connection_factory import create_tcp_frame_connection, create_tcp_frame_content_connection
+
+if TYPE_CHECKING:
+    from amshan.mqtt import MqttPublisher
 
 DEFAULT_IDLE_TIMEOUT = 60.0  # meters push at least every 10 s; a minute of silence means a dead link
 DEFAULT_DEMO_DURATION = 6.0
@@ -64,7 +67,7 @@ class UsageError(Exception):
 
 @dataclass(frozen=True)
 class Source:
-    """Where the bytes come from: ``kind`` is serial, tcp, file or stdin."""
+    """Where the bytes come from: ``kind`` is serial, tcp, mqtt, file or stdin."""
 
     kind: str
     location: str
@@ -73,14 +76,16 @@ class Source:
 
     @property
     def is_live(self) -> bool:
-        """Return True for a meter connection (serial or TCP), False for recorded bytes."""
-        return self.kind in ("serial", "tcp")
+        """Return True for a meter connection (serial, TCP or MQTT), False for recorded bytes."""
+        return self.kind in ("serial", "tcp", "mqtt")
 
 
 def parse_source(text: str) -> Source:
     """Tell a serial device, a ``tcp://HOST:PORT`` address, a capture file and ``-`` (stdin) apart."""
     if text == "-":
         return Source("stdin", text)
+    if cli_mqtt.is_mqtt_url(text):
+        return Source("mqtt", text)
     match = _TCP_SOURCE.match(text)
     if match:
         return Source("tcp", text, match["host"].strip("[]"), int(match["port"]))
@@ -174,6 +179,7 @@ class Sink:
         stderr: TextIO,
         writer: InfluxDbWriter | None = None,
         point_maker: PointMaker | None = None,
+        publisher: MqttPublisher | None = None,
         flush_each: bool = False,
         limit: int | None = None,
     ) -> None:
@@ -182,6 +188,7 @@ class Sink:
         self._stdout = stdout
         self._writer = writer
         self._point_maker = point_maker
+        self._publisher = publisher
         self._flush_each = flush_each
         self._limit = limit
         self._decoder = AutoDecoder()
@@ -221,7 +228,7 @@ class Sink:
             decoded = self._decoder.decode_message(content)
             if decoded is not None:
                 items, dictionary = decoded.items, message_to_dict(decoded)
-        elif self.output_format == "json" or self._writer is not None:
+        elif self.output_format == "json" or self._writer is not None or self._publisher is not None:
             dictionary = self._decoder.decode_frame_content(content)
         if (dictionary if items is None else items) is None:
             preview = content[:24].hex() + ("..." if len(content) > 24 else "")
@@ -234,12 +241,29 @@ class Sink:
             self._emit(self._obis_block(items, dictionary))
         elif dictionary is not None and self.output_format == "json":
             self._emit(json.dumps(dictionary, default=_text, ensure_ascii=False))
-        if dictionary is not None and self._writer is not None and self._point_maker is not None:
+        if dictionary is not None:
+            self._forward(dictionary)
+        if self.output_format == "none":
+            self._count()
+
+    def dictionary(self, stream: str, dictionary: dict[str, Any]) -> None:
+        """Take one message that a stream's own reader decoded (the MQTT source: a stream per topic)."""
+        self.messages += 1
+        self.decoded += 1
+        if self.output_format == "json":
+            self._emit(json.dumps(dictionary, default=_text, ensure_ascii=False))
+        self._forward(dictionary, stream)
+        if self.output_format == "none":
+            self._count()
+
+    def _forward(self, dictionary: dict[str, Any], stream: str = "") -> None:
+        """Hand a decoded message to InfluxDB and MQTT, when they are on."""
+        if self._writer is not None and self._point_maker is not None:
             point = self._point_maker.make(dictionary)
             if point is not None:
                 self._writer.add(point)
-        if self.output_format == "none":
-            self._count()
+        if self._publisher is not None:
+            self._publisher.add(dictionary, stream)
 
     def _obis_block(self, items: list[MeterItem], dictionary: dict[str, Any] | None) -> str:
         """Return one message as aligned lines: OBIS code, field name, value and unit of every item."""
@@ -514,20 +538,30 @@ async def _run_read(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
         writer = _make_writer(args, args.influxdb_url, args.database)
     elif args.database is not None:
         raise UsageError("--database needs --influxdb URL")
+    if source.kind == "mqtt" and args.format in ("obis", "frames"):
+        raise UsageError(f"--format {args.format} reads serial, TCP or recorded sources; MQTT gives json")
+    publisher = cli_mqtt.make_publisher(args.mqtt_url, args) if args.mqtt_url is not None else None
     sink = Sink(
         args.format,
         stdout=stdout,
         stderr=stderr,
         writer=writer,
         point_maker=PointMaker(args.measurement, use_meter_time=not args.receive_time) if writer else None,
+        publisher=publisher,
         flush_each=source.is_live,
         limit=args.count,
     )
-    return await _run_pipeline(source, args, sink, writer, stderr)
+    return await _run_pipeline(source, args, sink, writer, stderr, publisher=publisher)
 
 
 async def _run_pipeline(
-    source: Source, args: argparse.Namespace, sink: Sink, writer: InfluxDbWriter | None, stderr: TextIO
+    source: Source,
+    args: argparse.Namespace,
+    sink: Sink,
+    writer: InfluxDbWriter | None,
+    stderr: TextIO,
+    *,
+    publisher: MqttPublisher | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -540,8 +574,13 @@ async def _run_pipeline(
     for watcher in watchers:
         watcher.add_done_callback(lambda _: stop.set())
     writer_task = asyncio.ensure_future(writer.run()) if writer is not None else None
+    publisher_task = None
+    if publisher is not None:
+        publisher_task = asyncio.ensure_future(cli_mqtt.run_publisher(publisher, stop))
     try:
-        if source.is_live:
+        if source.kind == "mqtt":
+            await cli_mqtt.read_mqtt(source.location, args, sink.dictionary, stop)
+        elif source.is_live:
             await read_live(source, args, sink, stop)
         else:
             await read_recorded(source, args.hex, sink, stop, stderr)
@@ -564,6 +603,14 @@ async def _run_pipeline(
             status = _EXIT_FAILURE
         elif args.verbose:
             stderr.write(f"amshan: InfluxDB: {writer.written} points written\n")
+    if publisher is not None and publisher_task is not None:
+        publisher.stop()
+        await publisher_task
+        summary, lost = cli_mqtt.publisher_summary(publisher)
+        if lost or args.verbose:
+            stderr.write(f"amshan: {summary}\n")
+        if lost:
+            status = _EXIT_FAILURE
     if not source.is_live and (args.verbose or sink.complaints.count):
         stderr.write(
             f"amshan: {sink.frames} frames ({sink.invalid_frames} invalid), {sink.messages} messages,"
@@ -645,7 +692,7 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
         "source",
         metavar="SOURCE",
         help="a serial device (/dev/ttyUSB0, COM3, rfc2217://...), tcp://HOST:PORT (ser2net, ESP readers),"
-        " a capture file of raw bytes, or - for stdin",
+        " mqtt://HOST[:PORT]/TOPIC (what bridges publish), a capture file of raw bytes, or - for stdin",
     )
     group = parser.add_argument_group("serial port", SERIAL_HELP)
     group.add_argument("--baudrate", type=int, default=2400, help="baud rate (default 2400)")
@@ -664,6 +711,7 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     recorded.add_argument(
         "--hex", action="store_true", help="the input is hex text, one frame per line (spaces allowed)"
     )
+    cli_mqtt.add_source_options(parser)
     parser.add_argument("--duration", type=_positive_float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--count", type=_positive_int, metavar="N", help="stop after N messages (or frames)")
 
@@ -733,7 +781,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     read.add_argument("--influxdb", dest="influxdb_url", metavar="URL", help="also write to InfluxDB at URL")
     read.add_argument("--database", help="InfluxDB database (with --influxdb)")
+    read.add_argument(
+        "--mqtt", dest="mqtt_url", metavar="BROKER_URL", help="also publish to MQTT (mqtt://HOST[:PORT])"
+    )
     _add_influxdb_options(read)
+    cli_mqtt.add_publish_options(read, "--mqtt-max-buffer", _positive_int)
     _add_common(read)
 
     forward = commands.add_parser(
@@ -748,7 +800,26 @@ def build_parser() -> argparse.ArgumentParser:
     forward.add_argument("influxdb_url", metavar="URL", help="InfluxDB base URL, e.g. http://localhost:8086")
     forward.add_argument("database", metavar="DATABASE", help="database (InfluxDB 2.x: a mapped bucket)")
     _add_influxdb_options(forward)
+    forward.set_defaults(mqtt_url=None)
     _add_common(forward)
+
+    forward_mqtt = commands.add_parser(
+        "forward-mqtt",
+        help="publish a meter's messages to MQTT, with Home Assistant discovery",
+        description="Publish every message as JSON to PREFIX/METER_ID/state; announce one Home Assistant"
+        " sensor per numeric field (MQTT discovery, retained), availability on PREFIX/status (last will"
+        " offline). Reconnects with back-off while the broker is away, keeping the newest messages.",
+        epilog="Serial settings: " + SERIAL_HELP,
+    )
+    _add_source(forward_mqtt)
+    forward_mqtt.add_argument(
+        "mqtt_url",
+        metavar="BROKER_URL",
+        help="mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://... (password also from AMSHAN_MQTT_PASSWORD)",
+    )
+    cli_mqtt.add_publish_options(forward_mqtt, "--max-buffer", _positive_int)
+    forward_mqtt.set_defaults(influxdb_url=None, database=None, format="none")
+    _add_common(forward_mqtt)
 
     demo = commands.add_parser(
         "demo",
@@ -798,6 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], Coroutine[Any, Any, int]]] = {
     "read": _run_read,
     "forward-influxdb": _run_read,
+    "forward-mqtt": _run_read,
     "demo": _run_demo,
     "simulate": _run_simulate,
 }
@@ -818,6 +890,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         sys.stderr.write(f"amshan: {error}\n")
         return _EXIT_USAGE
+    except cli_mqtt.MqttUnavailable as error:
+        sys.stderr.write(f"amshan: {error}\n")
+        return _EXIT_FAILURE
     except KeyboardInterrupt:  # a second Ctrl-C while buffered points were being written
         return _EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader of stdout went away (amshan read ... | head)

@@ -24,11 +24,19 @@ _X25 = crcmod.predefined.mkCrcFun("x-25")
 class Mosquitto:
     """A real mosquitto 2 on 127.0.0.1 with its own config, restartable on the same port."""
 
-    def __init__(self, folder: Path, *, password_file: Path | None = None, persistence: bool = False) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        password_file: Path | None = None,
+        persistence: bool = False,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.folder = folder
         self.port = free_tcp_port()
         lines = [
             f"listener {self.port} 127.0.0.1",
+            *([f"certfile {tls[0]}", f"keyfile {tls[1]}"] if tls else []),
             "log_dest stderr",
             "log_type error",
             "log_type warning",
@@ -67,6 +75,21 @@ class Mosquitto:
 
     def log(self) -> str:
         return self.process.log()
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """Make a self-signed certificate for 127.0.0.1 with the openssl command; return (cert, key)."""
+    cert, key = folder / "broker.crt", folder / "broker.key"
+    subprocess.run(
+        [
+            *(require_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
 def make_password_file(folder: Path, user: str, password: str) -> Path:
