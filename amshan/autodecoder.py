@@ -12,7 +12,7 @@ from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
 from amshan.dlms import apdu_offset, read_notification_header
-from amshan.generic import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
+from amshan.items import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
 from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME
 
 __all__ = ["DECODERS", "AutoDecoder", "MeterItem"]
@@ -58,6 +58,7 @@ class _Shape:
     __slots__ = (
         "_clocks",
         "_divided",
+        "_floated",
         "_header",
         "_mask",
         "_multiplied",
@@ -103,6 +104,7 @@ class _Shape:
         mask = bytearray(b"\xff" * len(content))
         plain: List[Tuple[int, str]] = []
         self._multiplied: List[Tuple[int, str, int]] = []
+        self._floated: List[Tuple[int, str, int]] = []  # multiplied, then a float as the full decoder gives
         self._divided: List[Tuple[int, str, int]] = []
         self._clocks: List[Tuple[int, str]] = []
         self._header = -1
@@ -122,7 +124,8 @@ class _Shape:
             elif scaler == 0:
                 plain.append((index, key))
             elif scaler > 0:
-                self._multiplied.append((index, key, 10**scaler))
+                target = self._floated if type(template.get(key)) is float else self._multiplied
+                target.append((index, key, 10**scaler))
             else:
                 self._divided.append((index, key, 10**-scaler))
             index += 1
@@ -147,6 +150,8 @@ class _Shape:
             result.update(zip(self._plain_keys, self._plain_get(fields)))
         for index, key, factor in self._multiplied:
             result[key] = fields[index] * factor
+        for index, key, factor in self._floated:
+            result[key] = float(fields[index] * factor)
         for index, key, divisor in self._divided:
             result[key] = fields[index] / divisor
         for index, key in self._clocks:
