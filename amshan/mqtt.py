@@ -33,6 +33,7 @@ _PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")  # the client's own records
 DEFAULT_MAX_BACK_OFF = 30.0
 DEFAULT_KEEPALIVE = 30
 _CONNECT_TIMEOUT = 10.0
+_BATCH = 100  # QoS 0 states handed to the client at once
 
 
 class BrokerError(Exception):
@@ -211,14 +212,27 @@ class MqttPublisher:
                     self._wake.clear()
                     await _first_of(self._wake.wait(), listener)
                     continue
-                key, message = item
-                qos = 1 if message.retain else self._qos
-                publishing = asyncio.ensure_future(
-                    client.publish(message.topic, message.payload, qos=qos, retain=message.retain)
+                # QoS 0 states go out in batches (one write of many packets); a config, or a QoS 1 state,
+                # alone: one in flight at a time, so a broken connection never sends one twice
+                batch = outbox.next_states(_BATCH) if self._qos == 0 else []
+                batch = batch or [item]
+                await _first_of(
+                    asyncio.gather(
+                        *(
+                            client.publish(
+                                message.topic,
+                                message.payload,
+                                qos=1 if message.retain else self._qos,
+                                retain=message.retain,
+                            )
+                            for _, message in batch
+                        )
+                    ),
+                    listener,
                 )
-                await _first_of(publishing, listener)
-                outbox.done(key, message)
-                self.published += 1
+                for key, message in batch:
+                    outbox.done(key, message)
+                self.published += len(batch)
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):

@@ -8,6 +8,7 @@ drives these with a real client.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import re
@@ -425,6 +426,12 @@ class Outbox:
         for topic in self._pending_configs:
             return -1, Outgoing(topic, self._configs[topic], retain=True)
         return self._states[0] if self._states else None
+
+    def next_states(self, limit: int) -> List[Tuple[int, Outgoing]]:
+        """Return up to ``limit`` states from the head (none while configs wait: they go first)."""
+        if self._pending_configs:
+            return []
+        return list(itertools.islice(self._states, limit))
 
     def done(self, key: int, message: Outgoing) -> None:
         """Forget a message ``peek()`` gave once the broker has it (unless it was dropped meanwhile)."""

@@ -160,18 +160,21 @@ def test_outbox_takes_list1_ids_and_bounds_its_buffer() -> None:
 def test_configs_go_first_and_again_on_announce_all() -> None:
     outbox = Outbox()
     outbox.add({"meter_id": "A", "active_power_import": 1, "voltage_l1": 230.0})
+    assert outbox.next_states(10) == []  # no state goes out in a batch before the configs
     kinds = []
     while (item := outbox.peek()) is not None:
         kinds.append(item[1].retain)
         outbox.done(*item)
     assert kinds == [True, True, False]
     outbox.add({"meter_id": "A", "active_power_import": 2})
+    outbox.add({"meter_id": "A", "active_power_import": 3})
+    assert [json.loads(m.payload)["active_power_import"] for _, m in outbox.next_states(10)] == [2, 3]
     outbox.announce_all()
     order = []
     while (item := outbox.peek()) is not None:
         order.append(item[1].topic.rsplit("/", 2)[-2] if item[1].retain else "state")
         outbox.done(*item)
-    assert order == ["active_power_import", "voltage_l1", "state"]
+    assert order == ["active_power_import", "voltage_l1", "state", "state"]
 
 
 def test_topic_readers_are_bounded() -> None:
