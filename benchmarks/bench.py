@@ -586,9 +586,9 @@ def main() -> None:
     args = parser.parse_args()
     from _mqtt_bench import print_mqtt, run_mqtt
 
-    mqtt_messages = 5_000 if args.quick else 20_000
+    mqtt_messages, mqtt_rounds = (5_000, 3) if args.quick else (10_000, 5)
     if args.mqtt_only:
-        print_mqtt(run_mqtt(mqtt_messages))
+        print_mqtt(run_mqtt(mqtt_messages, mqtt_rounds))
         return
     cfg = dict(QUICK if args.quick else FULL)
     meters = load_meters()
@@ -632,7 +632,7 @@ def main() -> None:
                 impl, {**base, "task": "big_read", "big_bytes": cfg["big_bytes"], "runs": cfg["big_runs"]}
             )
     verdicts = report(results, cfg, meters)
-    results["mqtt"] = run_mqtt(mqtt_messages)
+    results["mqtt"] = run_mqtt(mqtt_messages, mqtt_rounds)
     print_mqtt(results["mqtt"])
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
     if args.json:

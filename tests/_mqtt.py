@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterator
 
 import aiomqtt
 import crcmod.predefined
@@ -75,6 +76,15 @@ class Mosquitto:
 
     def log(self) -> str:
         return self.process.log()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Mosquitto]:
+        """Start the broker for a with block, and stop it (by PID) whatever happens inside."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:

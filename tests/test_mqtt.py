@@ -44,12 +44,8 @@ ENERGY_DASHBOARD = {"active_power_import_hour", "active_power_export_hour"}
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    server = Mosquitto(tmp_path)
-    server.start()
-    try:
+    with Mosquitto(tmp_path).running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def settings_for(server: Mosquitto, **kwargs: Any) -> MqttSettings:

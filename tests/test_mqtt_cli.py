@@ -27,12 +27,8 @@ AMSHAN = [sys.executable, "-m", "amshan"]
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    server = Mosquitto(tmp_path)
-    server.start()
-    try:
+    with Mosquitto(tmp_path).running() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def start(*argv: str, log: Path) -> subprocess.Popen[bytes]:
