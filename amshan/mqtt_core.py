@@ -16,7 +16,7 @@ import string
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any, Deque, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple, Union
 
 from amshan import __version__
 from amshan._ratelimit import LogLimiter
@@ -139,11 +139,15 @@ class TopicReaders:
 
     At most ``max_topics`` topics are followed; beyond that the least recently heard one is forgotten (its
     partial frames lost) and counted in ``evicted``, so a flood of topics cannot grow memory without bound.
+    ``new_reader`` makes each topic's reader (``lambda: MeterReader(key)`` for ciphering meters).
     """
 
-    def __init__(self, max_topics: int = DEFAULT_MAX_TOPICS) -> None:
+    def __init__(
+        self, max_topics: int = DEFAULT_MAX_TOPICS, new_reader: Callable[[], MeterReader] = MeterReader
+    ) -> None:
         """Start without any topic."""
         self._max_topics = max_topics
+        self._new_reader = new_reader
         self._streams: collections.OrderedDict[str, _TopicStream] = collections.OrderedDict()
         self._evictions = LogLimiter()
         self.payloads = 0
@@ -159,7 +163,7 @@ class TopicReaders:
         self.payloads += 1
         stream = self._streams.get(topic)
         if stream is None:
-            stream = self._streams[topic] = _TopicStream(MeterReader())
+            stream = self._streams[topic] = _TopicStream(self._new_reader())
             if len(self._streams) > self._max_topics:
                 forgotten, _ = self._streams.popitem(last=False)
                 self.evicted += 1

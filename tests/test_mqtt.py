@@ -173,6 +173,22 @@ def test_configs_go_first_and_again_on_announce_all() -> None:
     assert order == ["active_power_import", "voltage_l1", "state", "state"]
 
 
+def test_topic_readers_decode_segmented_and_ciphered_streams_with_the_meters_keys() -> None:
+    [ciphered] = corpus_frames(id="at-landisgyr-hdlc-gh501-1")  # general-glo-ciphering
+    [segmented] = corpus_frames(id="ch-iskra-hdlc-sdc-am550-unencrypted-valid-data")  # in 5 frames
+    keys = {name: bytes.fromhex(ciphered["keys"][name]) for name in ("encryption_key", "authentication_key")}
+    readers = TopicReaders(new_reader=lambda: MeterReader(**keys))
+    decoded = {
+        topic: [d for frame in vector_frames(vector) for d in readers.read(topic, frame.hex().encode())]
+        for topic, vector in (("m/ciphered", ciphered), ("m/segmented", segmented))
+    }
+    assert len(decoded["m/ciphered"]) == 1 and decoded["m/ciphered"][0]
+    assert len(decoded["m/segmented"]) == 1
+    assert all(same(want, decoded["m/segmented"][0].get(k)) for k, want in segmented["values"].items())
+    without_keys = TopicReaders()
+    assert [d for f in vector_frames(ciphered) for d in without_keys.read("m", f)] == []
+
+
 def test_topic_readers_are_bounded() -> None:
     readers = TopicReaders(max_topics=5)
     frame = bundled_frames("kamstrup")[0]
