@@ -195,7 +195,6 @@ class MqttPublisher:
         self.connections += 1
         outbox = self.outbox
         await client.publish(outbox.status_topic, STATUS_ONLINE.encode(), qos=1, retain=True)
-        listener = None
         if outbox.discovery_prefix is not None:
             outbox.announce_all()
             await client.subscribe(f"{outbox.discovery_prefix}/status")
