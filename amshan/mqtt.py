@@ -55,7 +55,7 @@ class MqttSettings:
         tls_context = None
         if self.broker.tls:
             tls_context = ssl.create_default_context(cafile=self.ca_file)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.broker.host,
             self.broker.port,
             username=self.broker.username,
@@ -67,6 +67,8 @@ class MqttSettings:
             tls_context=tls_context,
             logger=_PAHO_LOGGER,
         )
+        client.pending_calls_threshold = _BATCH + 10  # a batch of QoS 0 states is no cause for a warning
+        return client
 
 
 def _describe(error: BaseException) -> str:
@@ -162,6 +164,7 @@ class MqttPublisher:
         self._drain_timeout = drain_timeout
         self._wake: Optional[asyncio.Event] = None
         self._stop: Optional[asyncio.Event] = None
+        self._room: Optional[asyncio.Event] = None
         self._stopping = False
         self.published = 0
         self.connections = 0
@@ -171,6 +174,17 @@ class MqttPublisher:
         self.outbox.add(message, stream)
         if self._wake is not None:
             self._wake.set()
+
+    @property
+    def backlogged(self) -> bool:
+        """Return True when half the outbox's states wait: a source that can wait (a file) should."""
+        return self.outbox.pending_states >= max(1, self.outbox.max_buffer // 2)
+
+    async def drained(self) -> None:
+        """Wait until the backlog is gone, so a capture replayed at full speed loses nothing to the bound."""
+        while self.backlogged:
+            self._room = asyncio.Event()
+            await self._room.wait()
 
     def stop(self) -> None:
         """Ask ``run()`` to publish what waits and return, giving up after ``drain_timeout`` seconds."""
@@ -232,6 +246,8 @@ class MqttPublisher:
                 for key, message in batch:
                     outbox.done(key, message)
                 self.published += len(batch)
+                if self._room is not None and not self.backlogged:
+                    self._room.set()
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):

@@ -358,6 +358,11 @@ class Outbox:
         return len(self._states) + len(self._pending_configs)
 
     @property
+    def max_buffer(self) -> int:
+        """Return how many states may wait before the oldest is dropped."""
+        return self._max_buffer
+
+    @property
     def pending_states(self) -> int:
         """Return how many states wait to be published."""
         return len(self._states)

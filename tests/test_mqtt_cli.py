@@ -70,6 +70,18 @@ async def test_forward_mqtt_from_a_capture(broker: Mosquitto, tmp_path: Path) ->
     assert recorder.messages["amshan/status"] == [b"online", b"offline"]
 
 
+async def test_a_capture_waits_for_the_broker_instead_of_dropping(broker: Mosquitto, tmp_path: Path) -> None:
+    capture = tmp_path / "kamstrup.bin"
+    capture.write_bytes(b"".join(bundled_frames("kamstrup")) * 300)  # 3000 messages, read in a blink
+    async with Recorder(broker.port, "amshan/+/state") as recorder:
+        code, _, stderr = await run_bounded(
+            *AMSHAN, "forward-mqtt", str(capture), broker.url, "--max-buffer", "50", "-v", timeout=120
+        )
+        assert code == 0, stderr
+        assert "3000 messages queued" in stderr and " 0 not published, 0 dropped" in stderr, stderr
+        await recorder.wait_for(lambda: recorder.count == 3000, "every state")
+
+
 async def test_read_mqtt_source_and_publish_then_killed_leaves_the_last_will(
     broker: Mosquitto, tmp_path: Path
 ) -> None:

@@ -114,6 +114,16 @@ class Sink:
         self.finished = asyncio.Event()
 
     @property
+    def backlogged(self) -> bool:
+        """Return True when the MQTT publisher has a backlog a recorded source should wait for."""
+        return self._publisher is not None and self._publisher.backlogged
+
+    async def drained(self) -> None:
+        """Wait until the MQTT publisher's backlog is gone (pacing a capture to the broker)."""
+        if self._publisher is not None:
+            await self._publisher.drained()
+
+    @property
     def wants_frames(self) -> bool:
         """Return True when every frame (valid or not) is printed rather than the messages."""
         return self.output_format == "frames"

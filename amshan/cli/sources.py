@@ -185,6 +185,8 @@ async def read_recorded(
                     sink.frame(frame)
                     if sink.finished.is_set():
                         break
+                    if sink.backlogged:  # a capture reads faster than MQTT publishes: wait, drop nothing
+                        await until(sink.drained(), stop)
             if progress is not None:
                 progress.advance(size)
     finally:
@@ -331,7 +333,7 @@ def publisher_summary(publisher: MqttPublisher) -> tuple[str, bool]:
     outbox = publisher.outbox
     lost = bool(outbox.dropped or outbox.pending_states)
     return (
-        f"MQTT: {outbox.added} messages queued, {publisher.published} published,"
+        f"MQTT: {outbox.added} messages queued, {publisher.published} published (with the discovery configs),"
         f" {outbox.pending_states} not published, {outbox.dropped} dropped (buffer full),"
         f" {outbox.unidentified} skipped before the meter named itself",
         lost,
