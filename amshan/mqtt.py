@@ -225,7 +225,7 @@ class MqttPublisher:
                     self._wake.clear()
                     await _first_of(self._wake.wait(), listener)
                     continue
-                # QoS 0 states go out in batches (one write of many packets); a config, or a QoS 1 state,
+                # QoS 0 states go to the client in batches (written in one go); a config, or a QoS 1 state,
                 # alone: one in flight at a time, so a broken connection never sends one twice
                 batch = outbox.next_states(_BATCH) if self._qos == 0 else []
                 batch = batch or [item]
