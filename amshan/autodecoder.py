@@ -351,4 +351,6 @@ class AutoDecoder:
     def _warn(self, message: str, detail: str) -> None:
         """Log a rate-limited warning about frame content that garbage input can trigger."""
         if self._warnings.ready():
-            _LOGGER.warning(message + " (%d similar warnings suppressed)", detail, self._warnings.held_back)
+            _LOGGER.warning(
+                message + "%s", detail, self._warnings.held_back_note("similar warnings suppressed")
+            )

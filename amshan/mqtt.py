@@ -161,13 +161,18 @@ class MqttPublisher:
         self._settings = settings
         self.outbox = outbox
         self._qos = qos
-        self._drain_timeout = drain_timeout
+        self.drain_timeout = drain_timeout
         self._wake: Optional[asyncio.Event] = None
         self._stop: Optional[asyncio.Event] = None
         self._room: Optional[asyncio.Event] = None
         self._stopping = False
         self.published = 0
         self.connections = 0
+
+    @property
+    def broker(self) -> BrokerUrl:
+        """Return the broker this publisher sends to (shown without its password)."""
+        return self._settings.broker
 
     def add(self, message: Dict[str, Any], stream: str = "") -> None:
         """Queue a decoded message of a stream (configs for its new fields, then its state)."""
@@ -191,7 +196,7 @@ class MqttPublisher:
         self._stopping = True
         if self._wake is not None and self._stop is not None:
             self._wake.set()
-            asyncio.get_running_loop().call_later(self._drain_timeout, self._stop.set)
+            asyncio.get_running_loop().call_later(self.drain_timeout, self._stop.set)
 
     async def run(self) -> None:
         """Publish until ``stop()``; raise BrokerError when the broker cannot be used at all."""
@@ -308,6 +313,7 @@ class MqttSource:
         self.readers = readers if readers is not None else TopicReaders()
         self._stop = asyncio.Event()
         self.decoded = 0
+        self.connections = 0
 
     def stop(self) -> None:
         """Ask ``run()`` to return."""
@@ -319,6 +325,7 @@ class MqttSource:
 
     async def _session(self, client: aiomqtt.Client, deliver: Callable[[str, Dict[str, Any]], None]) -> None:
         """Subscribe and decode on one connection until it breaks."""
+        self.connections += 1
         await client.subscribe(self.subscription, qos=self._qos)
         _LOGGER.info("MQTT: subscribed to %s on %s", self.subscription, self._settings.broker)
         async for message in client.messages:

@@ -150,8 +150,11 @@ class TopicReaders:
         self._new_reader = new_reader
         self._streams: collections.OrderedDict[str, _TopicStream] = collections.OrderedDict()
         self._evictions = LogLimiter()
+        self._tap_errors = LogLimiter()
         self.payloads = 0
         self.evicted = 0
+        # Called with the stream bytes of every payload, before decoding (e.g. to record a capture).
+        self.on_data: Optional[Callable[[bytes], None]] = None
 
     def reader(self, topic: str) -> MeterReader | None:
         """Return the reader of a topic heard recently, None for one never heard (or forgotten)."""
@@ -177,6 +180,12 @@ class TopicReaders:
         else:
             self._streams.move_to_end(topic)
         data, stream.binary = payload_bytes(payload, stream.binary)
+        if self.on_data is not None:
+            try:
+                self.on_data(data)
+            except Exception:  # the listener's failure must not cost the meter's data
+                if self._tap_errors.ready():
+                    _LOGGER.exception("the on_data listener of topic %s failed", topic)
         return stream.reader.read(data)
 
 

@@ -198,6 +198,21 @@ def test_topic_readers_are_bounded() -> None:
     assert readers.read("t/19", frame[10:]) != []  # a followed topic keeps its partial frame
 
 
+def test_topic_readers_tap_hands_over_each_payloads_stream_bytes_and_cannot_cost_a_message() -> None:
+    frame = bundled_frames("kamstrup")[0]
+    seen: list[bytes] = []
+    readers = TopicReaders()
+    readers.on_data = seen.append
+    assert readers.read("m", frame[:10]) == [] and readers.read("m", frame[10:].hex(" ").encode()) != []
+    assert seen == [frame[:10], frame[10:]]  # the hex payload as the bytes it spells
+
+    def broken(data: bytes) -> None:
+        raise OSError("disk full")
+
+    readers.on_data = broken
+    assert readers.read("m", frame) != []
+
+
 # --- publishing to a real broker ---------------------------------------------------------------------------
 
 

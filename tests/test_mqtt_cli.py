@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -118,6 +119,60 @@ async def test_read_mqtt_source_and_publish_then_killed_leaves_the_last_will(
         stop(process)
 
 
+async def test_mqtt_source_stamps_received_and_saves_stream_bytes(broker: Mosquitto, tmp_path: Path) -> None:
+    out, err, capture = tmp_path / "out.jsonl", tmp_path / "err.log", tmp_path / "capture.bin"
+    frames = [kaifa_list1_frame(power) for power in (7, 8, 9)]
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        process = subprocess.Popen(
+            [*AMSHAN, "read", f"{broker.url}/meters/k/raw", "--save", str(capture), "--count", "3", "-v"],
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        await wait_for_text(err, "subscribed")
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.publish("meters/k/raw", frames[0], qos=1)
+            await client.publish("meters/k/raw", frames[1].hex(" ").encode(), qos=1)  # hex text
+            await client.publish("meters/k/raw", frames[2][:10], qos=1)  # one frame in two payloads
+            await client.publish("meters/k/raw", frames[2][10:], qos=1)
+        assert process.wait(timeout=30) == 0, err.read_text()
+    finally:
+        stop(process)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["active_power_import"] for line in lines] == [7, 8, 9]
+    for line in lines:  # the local time it arrived, with its UTC offset
+        received = datetime.fromisoformat(line["received"])
+        assert received.utcoffset() is not None
+        assert abs((datetime.now(timezone.utc) - received).total_seconds()) < 60
+    assert capture.read_bytes() == b"".join(frames)  # hex text saved as the bytes it spells
+    code, replayed, _ = await run_bounded(*AMSHAN, "read", str(capture), timeout=30)
+    assert code == 0
+    assert [json.loads(line) for line in replayed.splitlines()] == [
+        {key: value for key, value in line.items() if key != "received"} for line in lines
+    ]
+
+
+async def test_mqtt_source_that_decoded_nothing_says_what_it_saw(broker: Mosquitto, tmp_path: Path) -> None:
+    err = tmp_path / "err.log"
+    with open(err, "wb") as stderr:
+        process = subprocess.Popen(
+            [*AMSHAN, "read", f"{broker.url}/junk", "--duration", "3", "-v"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        await wait_for_text(err, "subscribed")
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            await client.publish("junk", b"hello, no meter here", qos=1)
+        assert process.wait(timeout=30) == 1
+    finally:
+        stop(process)
+    assert err.read_text().splitlines()[-1] == (
+        f"amshan: nothing decoded from mqtt://127.0.0.1:{broker.port}/junk within 3 s: 20 bytes in 1 payload,"
+        " 0 decoded; it does not look like a meter capture (HDLC frames start and end with 7e)"
+    )
+
+
 async def test_share_group_of_two_processes_decodes_each_message_once(
     broker: Mosquitto, tmp_path: Path
 ) -> None:
@@ -207,7 +262,13 @@ async def test_tls_handshake_failure_is_a_clear_error_and_the_ca_file_fixes_it(t
         code, _, stderr = await run_bounded(
             *AMSHAN, "read", url, "--ca-file", str(cert), "--duration", "1", timeout=30
         )
-        assert code == 0, stderr
+        # connected (no error), but nothing was published within the second: exit 1, saying so
+        assert code == 1 and "CERTIFICATE_VERIFY_FAILED" not in stderr, stderr
+        assert stderr == (
+            f"amshan: nothing decoded from mqtts://127.0.0.1:{server.port}/meters/# within 1 s: 0 bytes in 0"
+            " payloads, 0 decoded; nothing was published there: check the topic (+ and # are wildcards)"
+            " and the bridge\n"
+        )
     finally:
         server.stop()
 

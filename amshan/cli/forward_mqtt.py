@@ -6,7 +6,7 @@ import argparse
 from typing import Any, TextIO
 
 from amshan.cli import read
-from amshan.cli.options import SERIAL_HELP, add_common, add_mqtt_publish_options, add_source
+from amshan.cli.options import SERIAL_HELP, add_common, add_mqtt_publish_options, add_source, epilog
 
 
 def add_parser(commands: Any) -> None:
@@ -17,7 +17,7 @@ def add_parser(commands: Any) -> None:
         description="Publish every message as JSON to PREFIX/METER_ID/state; announce one Home Assistant"
         " sensor per numeric field (MQTT discovery, retained), availability on PREFIX/status (last will"
         " offline). Reconnects with back-off while the broker is away, keeping the newest messages.",
-        epilog="Serial settings: " + SERIAL_HELP,
+        epilog=epilog("Serial settings: " + SERIAL_HELP),
     )
     add_source(forward)
     forward.add_argument(
