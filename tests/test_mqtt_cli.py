@@ -287,6 +287,11 @@ async def test_mqtt_usage_errors() -> None:
         (["read", "mqtt://127.0.0.1/x", "--format", "obis"], "--format obis"),
         (["read", "mqtt://127.0.0.1/x", "--share-group", "a/b"], "share group"),
         (["read", "mqtt://127.0.0.1/x", "--ca-file", "ca.pem"], "--ca-file is for mqtts://"),
+        (["read", "mqtt://127.0.0.1:99999/x"], "TCP port 1..65535"),
+        (["read", "mqtt://no.such.invalid/x"], "cannot resolve host 'no.such.invalid'"),
+        (["forward-mqtt", "-", "mqtt://127.0.0.1/topic"], "without a topic"),
+        (["probe", "mqtt://127.0.0.1/x"], "probe finds serial settings"),
+        (["serve", "mqtt://u:secret@127.0.0.1/x"], "not mqtt://u@127.0.0.1:1883/x"),
     ]:
         code, _, stderr = await run_bounded(*AMSHAN, *argv, timeout=30)
         assert code == 2 and message in stderr and "Traceback" not in stderr, (argv, stderr)
