@@ -14,6 +14,7 @@ from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder
 from amshan.generic import ItemValue
 from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
+from amshan.p1 import P1TelegramReader, parse_telegram
 
 __all__ = ["MeterReader", "ReaderStats"]
 
@@ -31,7 +32,7 @@ class ReaderStats:
     decoded: int = 0  # messages that gave a dictionary
     undecodable: int = 0  # whole messages no decoder took
     transports: Dict[str, int] = field(default_factory=dict)  # valid frames per transport ("hdlc", ...)
-    last_decoder: str | None = None  # the decoder that took the last decoded message ("Aidon", ...)
+    last_decoder: str | None = None  # the decoder that took the last decoded message ("Aidon", "P1", ...)
 
 
 class MeterReader:
@@ -41,6 +42,7 @@ class MeterReader:
         """Start a reader with empty buffers for one stream."""
         self._hdlc = HdlcFrameReader()
         self._assembler = HdlcMessageAssembler()
+        self._p1 = P1TelegramReader()
         self._decoder = AutoDecoder()
         self._errors = LogLimiter()
         self.stats = ReaderStats()
@@ -60,7 +62,7 @@ class MeterReader:
             return []
 
     def _read(self, chunk: bytes) -> List[Dict[str, ItemValue]]:
-        """Cut the chunk into HDLC frames, reassemble and decode the messages they complete."""
+        """Cut the chunk into HDLC frames and P1 telegrams, decode the messages they complete."""
         stats = self.stats
         stats.bytes_read += len(chunk)
         results: List[Dict[str, ItemValue]] = []
@@ -74,7 +76,22 @@ class MeterReader:
             content = self._assembler.add(frame)
             if content:
                 self._decode(content, results)
+        for telegram in self._p1.read(chunk):
+            self._telegram(telegram.data, telegram.is_valid, results)
         return results
+
+    def _telegram(self, data: bytes, is_valid: bool, results: List[Dict[str, ItemValue]]) -> None:
+        """Parse one P1 telegram whose CRC matched (or was absent) into results, counting what happened."""
+        stats = self.stats
+        if not is_valid:
+            stats.invalid_frames += 1
+            return
+        stats.valid_frames += 1
+        stats.transports["p1"] = stats.transports.get("p1", 0) + 1
+        stats.messages += 1
+        stats.decoded += 1
+        stats.last_decoder = "P1"
+        results.append(parse_telegram(data))
 
     def _decode(self, content: bytes, results: List[Dict[str, ItemValue]]) -> None:
         """Decode one whole message's content into results, counting what happened."""

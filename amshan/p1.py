@@ -1,0 +1,348 @@
+"""P1 telegrams (IEC 62056-21 mode D, DSMR): cut a byte stream into telegrams, check them, parse their lines.
+
+A telegram is ``/XXXZ<identification>`` CR LF, data lines ``A-B:C.D.E(value*unit)(...)`` CR LF each, then
+``!`` + CRC-16/ARC over ``/``..``!`` as 4 hex digits + CR LF (``!`` CR LF alone: no CRC, DSMR <= 3 and some
+meters). Sans-IO: ``P1TelegramReader.read(chunk)`` returns the telegrams a chunk completes, ``parse_telegram``
+turns one into the library's dictionary. Neither raises on any input: a telegram whose CRC fails is returned
+as invalid (never parsed), an unknown or broken line is skipped without losing the rest of the telegram.
+
+Bounds: a ``/`` must be followed by an identification line (CR LF within 128 bytes) and then text (printable
+ASCII and CR LF), else it is given up at the first byte that breaks that; a telegram longer than 16 KiB is
+given up; a line with more than 64 values is skipped. A ``/`` inside a telegram starts a new one (a telegram
+cut off by a reset or an unplug must not cost the next).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Dict, List, Optional, Tuple
+
+import crcmod.predefined
+
+from amshan.generic import ItemValue
+from amshan.p1_objects import (
+    CLOCK,
+    COUNT,
+    FAILURE_LOG,
+    INTEGER_UNITS,
+    MAX_DEMAND,
+    MAX_DEMAND_HISTORY,
+    MBUS_READING,
+    MBUS_READING_DSMR3,
+    NUMBER,
+    P1_OBJECTS,
+    TEXT,
+    UNITS,
+    dotted_key,
+)
+
+__all__ = ["P1Telegram", "P1TelegramReader", "crc16_arc", "parse_telegram"]
+
+MAX_IDENTIFICATION = 128
+"""Bytes a ``/`` may claim before its identification line must have ended (CR LF)."""
+MAX_TELEGRAM = 16 * 1024
+"""Bytes from ``/`` to the end of the CRC line; DSMR telegrams are 1-3 KiB (a text message at most 2 KiB)."""
+MAX_VALUES = 64
+"""Values on one line; more (a hostile line) and the line is skipped."""
+
+crc16_arc: Callable[[bytes], int] = crcmod.predefined.mkCrcFun("crc-16")
+"""CRC-16/ARC (poly 0x8005 reflected, init 0, no final XOR): the P1 telegram checksum, one C call."""
+
+_BAD_IDENTIFICATION = re.compile(rb"[^\x02\r\x20-\x2e\x30-\x7e]")  # what ends an identification line
+_TEXT = bytes((0x0A, 0x0D, *range(0x20, 0x7F)))  # what the lines of a telegram consist of
+_NOT_TEXT = re.compile(rb"[^\n\r\x20-\x7e]")
+_TRAILER = re.compile(rb"!(?:([0-9A-Fa-f]{4})(\r\n)?|([0-9A-Fa-f]{0,3})\r\n)")
+_TRAILER_PREFIX = re.compile(rb"![0-9A-Fa-f]{0,3}\r?\Z")
+
+
+@dataclass(frozen=True)
+class P1Telegram:
+    """One telegram cut from the stream: its bytes from ``/`` to ``!`` and the CRC sent (None when absent)."""
+
+    data: bytes
+    crc: Optional[int]
+
+    @property
+    def is_valid(self) -> bool:
+        """Return True when the telegram carries no CRC or its CRC matches."""
+        return self.crc is None or self.crc == crc16_arc(self.data)
+
+
+class P1TelegramReader:
+    """Cut a byte stream of any chunking into P1 telegrams; keeps at most one telegram's bytes."""
+
+    def __init__(self) -> None:
+        """Start with nothing buffered."""
+        self._buffer = b""
+        self._start = -1  # where the telegram being read starts in the buffer ('/'), -1: none
+        self._body = -1  # where its data lines start (after the identification line), -1: not yet
+        self._scanned = 0  # how far its bytes are known to be text
+
+    def read(self, chunk: bytes) -> List[P1Telegram]:
+        """Feed the next bytes; return the telegrams they complete (valid or not), oldest first."""
+        buffer = self._buffer + chunk if self._buffer else bytes(chunk)
+        telegrams: List[P1Telegram] = []
+        start, body, scanned = self._start, self._body, self._scanned
+        position = 0
+        size = len(buffer)
+        while True:
+            if start < 0:
+                start = buffer.find(b"/", position)
+                if start < 0:
+                    start = size
+                    break
+                body = -1
+            if body < 0:
+                end = buffer.find(b"\r\n", start + 1, start + MAX_IDENTIFICATION)
+                limit = start + MAX_IDENTIFICATION if end < 0 else end
+                bad = _BAD_IDENTIFICATION.search(buffer, start + 1, limit)
+                if bad is not None:  # not an identification line: look for the next '/' from there
+                    position, start = bad.start(), -1
+                    continue
+                if end < 0:
+                    if size - start < MAX_IDENTIFICATION:
+                        break  # wait for the rest of the line
+                    position, start = start + 1, -1
+                    continue
+                body = scanned = end + 2
+            limit = min(size, start + MAX_TELEGRAM)
+            at = buffer.find(b"\n!", scanned - 1, limit) + 1  # the '!' that starts a line, 0: none yet
+            end = at or limit
+            slash = buffer.find(b"/", scanned, end)
+            if slash >= 0:
+                end = slash
+            if buffer[scanned:end].translate(None, _TEXT):  # a byte that is not text: give this '/' up
+                bad = _NOT_TEXT.search(buffer, scanned, end)
+                position, start = (bad.start() if bad else end) + 1, -1
+                continue
+            if slash >= 0:  # a new telegram starts here, the one being read was cut off
+                start, body = slash, -1
+                continue
+            if not at:
+                if limit < size or size - start >= MAX_TELEGRAM:  # endless text: give up (it holds no '/')
+                    position, start = limit, -1
+                    continue
+                scanned = size
+                break
+            trailer = _TRAILER.match(buffer, at)
+            if trailer is None:
+                if _TRAILER_PREFIX.match(buffer, at):
+                    scanned = at
+                    break  # wait for the CRC line
+                position, start = at + 1, -1
+                continue
+            digits = trailer.group(1) or trailer.group(3)
+            telegrams.append(P1Telegram(buffer[start : at + 1], int(digits, 16) if digits else None))
+            position, start = trailer.end(), -1
+        if start >= size:
+            self._buffer, self._start, self._body, self._scanned = b"", -1, -1, 0
+        else:
+            self._buffer = buffer[start:]
+            self._start = 0
+            self._body = body - start if body >= 0 else -1
+            self._scanned = scanned - start if body >= 0 else 0
+        return telegrams
+
+
+# ------------------------------------------------------------------------------------------------- parsing
+
+
+def _scaled(number: str, scale: Tuple[int, int]) -> float | int:
+    """Return a value scaled by (multiplier, decimals kept exact): an int when exact, a float otherwise."""
+    multiplier, exact_decimals = scale
+    if not multiplier:
+        return float(number)
+    value = float(number) * multiplier
+    point = number.find(".")
+    if point < 0 or len(number) - point - 1 <= exact_decimals:
+        return round(value)
+    return value
+
+
+def _number(text: str, unit: str) -> Tuple[float | int, str]:
+    """Return a value scaled to the library's unit (kW -> W ...) and that unit."""
+    scale = UNITS.get(unit.lower())
+    if scale is None:
+        return (int(text) if unit in INTEGER_UNITS else float(text)), unit
+    power, scaled_unit = scale
+    return _scaled(text, (10**power, power)), scaled_unit
+
+
+_FAST_UNITS: Dict[str, Tuple[int, int]] = {
+    unit + ")": (10 ** UNITS[unit.lower()][0], UNITS[unit.lower()][0]) if unit.lower() in UNITS else (0, 0)
+    for unit in ("W", "kW", "Wh", "kWh", "var", "kvar", "kVAr", "kVAR", "varh", "kvarh", "kVArh", "V", "A")
+}
+"""The usual units of a line's last value as found before its ')': the scale that _scaled applies."""
+
+
+def _bare(text: str) -> ItemValue:
+    """Return a value sent without a unit: an int when it is one, a float when it is one, else the text."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _timestamp(text: str) -> datetime:
+    """Return a YYMMDDhhmmss[X] time stamp (or NES's "YYYYMMDD hh:mm:ss") as a naive datetime."""
+    if len(text) == 17 and text[8] == " ":  # 20240111 09:35:00
+        return datetime(
+            int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[12:14]), int(text[15:17])
+        )
+    if len(text) not in (12, 13) or not text[:12].isdigit():
+        raise ValueError(f"not a time stamp: {text!r}")
+    year = 2000 + int(text[:2])
+    return datetime(year, int(text[2:4]), int(text[4:6]), int(text[6:8]), int(text[8:10]), int(text[10:12]))
+
+
+def _value(text: str) -> Tuple[float | int, Optional[str]]:
+    """Return a "value*unit" or bare numeric value, scaled, and its unit (None when sent without one)."""
+    number, star, unit = text.partition("*")
+    if star:
+        return _number(number, unit)
+    return float(number), None
+
+
+def _mbus(key: str, stamp: str, reading: str, result: Dict[str, ItemValue]) -> None:
+    """Put an M-Bus channel's reading under <key>_value, _unit (when sent) and _timestamp."""
+    value, unit = _value(reading)
+    result[key + "_value"] = value
+    if unit is not None:
+        result[key + "_unit"] = unit
+    result[key + "_timestamp"] = _timestamp(stamp)
+
+
+def _failure_log(key: str, values: List[str], result: Dict[str, ItemValue]) -> None:
+    """Put the power-failure log's count under its code and each failure's end and duration (s)."""
+    count = int(values[0])
+    events = values[2:]
+    if count * 2 != len(events):
+        raise ValueError("power-failure log count does not match its entries")
+    result[key] = count
+    for index in range(count):
+        result[f"power_failure_{index + 1}_end"] = _timestamp(events[2 * index])
+        result[f"power_failure_{index + 1}_duration"] = int(events[2 * index + 1].partition("*")[0])
+
+
+def _max_demand_history(key: str, values: List[str], result: Dict[str, ItemValue]) -> None:
+    """Put the Belgian monthly maximum demands: month start, time and value (W) of each, newest last."""
+    count = int(values[0])
+    months = values[3:]
+    if count * 3 != len(months) or ":" not in values[1]:
+        raise ValueError("maximum demand history count does not match its entries")
+    result[key] = count
+    for index in range(count):
+        prefix = f"max_demand_{index + 1}"
+        result[prefix + "_month"] = _timestamp(months[3 * index])
+        result[prefix + "_time"] = _timestamp(months[3 * index + 1])
+        result[prefix] = _value(months[3 * index + 2])[0]
+
+
+def _line(reduced: str, values: List[str], result: Dict[str, ItemValue]) -> None:
+    """Add one data line's entries to result; raises ValueError (caught by the caller) on a broken line."""
+    known = P1_OBJECTS.get(reduced)
+    if known is None:
+        if "*" in reduced:  # "1-0:1.8.0*255": the F group some meters send
+            reduced = reduced.partition("*")[0]
+            known = P1_OBJECTS.get(reduced)
+        if known is None:
+            key = dotted_key(reduced)
+            if key is None or len(values) != 1 or not values[0]:
+                return  # not an OBIS id, or several values of unknown meaning
+            number, star, unit = values[0].partition("*")
+            result[key] = _number(number, unit)[0] if star else _bare(number)
+            return
+    key, kind = known
+    if kind == NUMBER:
+        if len(values) == 1:
+            result[key] = _value(values[0])[0]
+    elif kind == COUNT:
+        if len(values) == 1:
+            result[key] = int(values[0])
+    elif kind == TEXT:
+        if len(values) == 1:
+            result[key] = values[0]
+    elif kind == CLOCK:
+        result[key] = _timestamp(values[0])
+    elif kind == MBUS_READING:
+        if len(values) == 2:
+            _mbus(key, values[0], values[1], result)
+    elif kind == MBUS_READING_DSMR3:
+        if len(values) == 7:
+            _mbus(key, values[0], f"{values[6]}*{values[5]}", result)
+    elif kind == FAILURE_LOG:
+        _failure_log(key, values, result)
+    elif kind == MAX_DEMAND:
+        if len(values) == 2:
+            result[key] = _value(values[1])[0]
+            result[key + "_time"] = _timestamp(values[0])
+    elif kind == MAX_DEMAND_HISTORY:
+        _max_demand_history(key, values, result)
+
+
+def _identification(line: str, result: Dict[str, ItemValue]) -> None:
+    """Add meter_manufacturer_id (3 letters after '/') and meter_type_id (the rest, without an escape)."""
+    result["meter_manufacturer_id"] = line[1:4]
+    rest = line[5:]
+    if rest.startswith("\\"):
+        rest = rest[2:]
+    elif rest.startswith("\x02"):
+        rest = rest[1:]
+    if rest:
+        result["meter_type_id"] = rest
+
+
+def parse_telegram(data: bytes) -> Dict[str, ItemValue]:
+    """Return the dictionary of one telegram (``/`` .. ``!``, CRC checked by the caller); never raises."""
+    result: Dict[str, ItemValue] = {}
+    text = data.decode("latin-1")
+    if "\n(" in text:  # DSMR <= 3: an M-Bus value on a line of its own continues the line before
+        text = text.replace("\r\n(", "(")
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("/"):
+        return result
+    _identification(lines[0], result)
+    objects = P1_OBJECTS
+    units = _FAST_UNITS
+    for line in lines[1:]:
+        reduced, _paren, rest = line.partition("(")
+        known = objects.get(reduced)
+        if known is not None:  # fast paths for the usual one-value lines; the rest, and anything odd, below
+            key, kind = known
+            try:
+                if kind == NUMBER:  # 1-0:1.7.0(0001.011*kW)
+                    number, _star, unit = rest.partition("*")
+                    scale = units.get(unit)
+                    if scale is not None:
+                        result[key] = _scaled(number, scale)
+                        continue
+                elif kind == COUNT and rest[-1:] == ")":  # 0-0:96.7.21(00013)
+                    result[key] = int(rest[:-1])
+                    continue
+                elif kind == TEXT and rest[-1:] == ")" and ")(" not in rest:  # 0-0:96.14.0(0002)
+                    result[key] = rest[:-1]
+                    continue
+            except ValueError:
+                pass
+        _parse_line(line, result)
+    return result
+
+
+def _parse_line(line: str, result: Dict[str, ItemValue]) -> None:
+    """Add one line's entries to result; an unknown or broken line adds nothing."""
+    reduced, paren, rest = line.partition("(")
+    if not paren or not rest.endswith(")"):
+        return
+    values = rest[:-1].split(")(")
+    if len(values) > MAX_VALUES:
+        return
+    try:
+        _line(reduced, values, result)
+    except (ValueError, IndexError, OverflowError):
+        return
