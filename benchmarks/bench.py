@@ -38,6 +38,8 @@ OLD_SPEC = "amshan==2021.12.1"  # yanked on PyPI; an exact pin still installs it
 RUNNER = HERE / "_runner.py"
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+from _p1 import report_p1, run_p1  # noqa: E402
 
 #: (label, corpus ids in stream order): real, valid, unencrypted single-frame HDLC captures
 METERS: List[Tuple[str, Tuple[str, ...]]] = [
@@ -65,6 +67,8 @@ FULL = {
     "random_bytes": 200_000_000,
     "big_bytes": 100_000_000,
     "big_runs": 3,
+    "p1_stream_bytes": 5_000_000,
+    "p1_dsmr_stream_bytes": 500_000,
 }
 QUICK = {
     "stream_bytes": 3_000_000,
@@ -75,6 +79,8 @@ QUICK = {
     "random_bytes": 40_000_000,
     "big_bytes": 20_000_000,
     "big_runs": 3,
+    "p1_stream_bytes": 1_500_000,
+    "p1_dsmr_stream_bytes": 150_000,
 }
 CHUNK = 1024
 VARIANTS = 16
@@ -581,8 +587,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     parser.add_argument("--only", choices=["ours", "old", "floor"], action="append", help="run only these")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    parser.add_argument("--p1", action="store_true", help="only the P1 part (e): MeterReader vs dsmr_parser")
     args = parser.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
+    if args.p1:
+        mode = "quick" if args.quick else "full"
+        print(f"amshan P1 benchmark ({mode}): Python {platform.python_version()} on {_cpu_name()}")
+        p1 = run_p1(cfg, CHUNK)
+        ratios = report_p1(p1)
+        if args.json:
+            args.json.write_text(json.dumps({"config": cfg, "p1": p1, "p1_ratios": ratios}, indent=1))
+        return
     meters = load_meters()
     impls = args.only or ["ours", "old", "floor"]
     if "old" in impls:
@@ -623,7 +638,9 @@ def main() -> None:
             results[impl]["big_read"] = run_task(
                 impl, {**base, "task": "big_read", "big_bytes": cfg["big_bytes"], "runs": cfg["big_runs"]}
             )
+    results["p1"] = run_p1(cfg, CHUNK)
     verdicts = report(results, cfg, meters)
+    verdicts["p1"] = report_p1(results["p1"])
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
     if args.json:
         args.json.write_text(
