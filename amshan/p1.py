@@ -15,9 +15,8 @@ cut off by a reset or an unplug must not cost the next).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import crcmod.predefined
 
@@ -53,12 +52,11 @@ crc16_arc: Callable[[bytes], int] = crcmod.predefined.mkCrcFun("crc-16")
 _BAD_IDENTIFICATION = re.compile(rb"[^\x02\r\x20-\x2e\x30-\x7e]")  # what ends an identification line
 _TEXT = bytes((0x0A, 0x0D, *range(0x20, 0x7F)))  # what the lines of a telegram consist of
 _NOT_TEXT = re.compile(rb"[^\n\r\x20-\x7e]")
-_TRAILER = re.compile(rb"!(?:([0-9A-Fa-f]{4})(\r\n)?|([0-9A-Fa-f]{0,3})\r\n)")
-_TRAILER_PREFIX = re.compile(rb"![0-9A-Fa-f]{0,3}\r?\Z")
+_TRAILER = re.compile(rb"!(?:([0-9A-F]{4})(\r\n)?|([0-9A-F]{0,3})\r\n)")
+_TRAILER_PREFIX = re.compile(rb"![0-9A-F]{0,3}\r?\Z")
 
 
-@dataclass(frozen=True)
-class P1Telegram:
+class P1Telegram(NamedTuple):
     """One telegram cut from the stream: its bytes from ``/`` to ``!`` and the CRC sent (None when absent)."""
 
     data: bytes
@@ -79,6 +77,11 @@ class P1TelegramReader:
         self._start = -1  # where the telegram being read starts in the buffer ('/'), -1: none
         self._body = -1  # where its data lines start (after the identification line), -1: not yet
         self._scanned = 0  # how far its bytes are known to be text
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Return how many bytes the reader holds (at most one telegram's, MAX_TELEGRAM)."""
+        return len(self._buffer)
 
     def read(self, chunk: bytes) -> List[P1Telegram]:
         """Feed the next bytes; return the telegrams they complete (valid or not), oldest first."""
@@ -149,32 +152,43 @@ class P1TelegramReader:
 # ------------------------------------------------------------------------------------------------- parsing
 
 
-def _scaled(number: str, scale: Tuple[int, int]) -> float | int:
-    """Return a value scaled by (multiplier, decimals kept exact): an int when exact, a float otherwise."""
-    multiplier, exact_decimals = scale
+def _scale(unit: str) -> Tuple[int, int]:
+    """Return how a unit's values scale: (multiplier, -1 - decimals kept exact); (0, 0): plain float."""
+    power = UNITS[unit.lower()][0] if unit.lower() in UNITS else None
+    return (0, 0) if power is None else (10**power, -1 - power)
+
+
+def _scaled(number: str, multiplier: int, cut: int) -> float | int:
+    """Return a value scaled by _scale's (multiplier, cut): an int when exact (kW "1.011" -> 1011 W)."""
     if not multiplier:
-        return float(number)
-    value = float(number) * multiplier
-    point = number.find(".")
-    if point < 0 or len(number) - point - 1 <= exact_decimals:
-        return round(value)
+        value = float(number)
+    else:
+        value = float(number) * multiplier
+        if "." not in number[:cut]:
+            return round(value)
+    if value - value:  # infinite or not a number: not a meter reading
+        raise ValueError(f"not a finite number: {number!r}")
     return value
 
 
 def _number(text: str, unit: str) -> Tuple[float | int, str]:
     """Return a value scaled to the library's unit (kW -> W ...) and that unit."""
-    scale = UNITS.get(unit.lower())
-    if scale is None:
-        return (int(text) if unit in INTEGER_UNITS else float(text)), unit
-    power, scaled_unit = scale
-    return _scaled(text, (10**power, power)), scaled_unit
+    if unit in INTEGER_UNITS:
+        return int(text), unit
+    scaled_unit = UNITS[unit.lower()][1] if unit.lower() in UNITS else unit
+    return _scaled(text, *_scale(unit)), scaled_unit
 
 
 _FAST_UNITS: Dict[str, Tuple[int, int]] = {
-    unit + ")": (10 ** UNITS[unit.lower()][0], UNITS[unit.lower()][0]) if unit.lower() in UNITS else (0, 0)
+    unit + ")": _scale(unit)
     for unit in ("W", "kW", "Wh", "kWh", "var", "kvar", "kVAr", "kVAR", "varh", "kvarh", "kVArh", "V", "A")
 }
-"""The usual units of a line's last value as found before its ')': the scale that _scaled applies."""
+"""The usual units as a line's last value ends ("kW)"), and their _scale."""
+
+_NUMBERS: Dict[str, str] = {reduced: key for reduced, (key, kind) in P1_OBJECTS.items() if kind == NUMBER}
+_OTHERS: Dict[str, Tuple[str, str]] = {
+    reduced: known for reduced, known in P1_OBJECTS.items() if known[1] != NUMBER
+}
 
 
 def _bare(text: str) -> ItemValue:
@@ -184,7 +198,7 @@ def _bare(text: str) -> ItemValue:
     except ValueError:
         pass
     try:
-        return float(text)
+        return _scaled(text, 0, 0)
     except ValueError:
         return text
 
@@ -206,7 +220,7 @@ def _value(text: str) -> Tuple[float | int, Optional[str]]:
     number, star, unit = text.partition("*")
     if star:
         return _number(number, unit)
-    return float(number), None
+    return _scaled(number, 0, 0), None
 
 
 def _mbus(key: str, stamp: str, reading: str, result: Dict[str, ItemValue]) -> None:
@@ -269,7 +283,8 @@ def _line(reduced: str, values: List[str], result: Dict[str, ItemValue]) -> None
         if len(values) == 1:
             result[key] = values[0]
     elif kind == CLOCK:
-        result[key] = _timestamp(values[0])
+        if len(values) == 1:
+            result[key] = _timestamp(values[0])
     elif kind == MBUS_READING:
         if len(values) == 2:
             _mbus(key, values[0], values[1], result)
@@ -298,38 +313,67 @@ def _identification(line: str, result: Dict[str, ItemValue]) -> None:
         result["meter_type_id"] = rest
 
 
+def _join_continuations(lines: List[str]) -> List[str]:
+    """Return the lines with DSMR <= 3's M-Bus value, sent on a line of its own, joined to its 24.3.0 line."""
+    joined: List[str] = []
+    for line in lines:
+        if (
+            line.startswith("(")
+            and joined
+            and _OTHERS.get(joined[-1].partition("(")[0], ("", ""))[1] == MBUS_READING_DSMR3
+        ):
+            joined[-1] += line
+        else:
+            joined.append(line)
+    return joined
+
+
 def parse_telegram(data: bytes) -> Dict[str, ItemValue]:
     """Return the dictionary of one telegram (``/`` .. ``!``, CRC checked by the caller); never raises."""
     result: Dict[str, ItemValue] = {}
     text = data.decode("latin-1")
-    if "\n(" in text:  # DSMR <= 3: an M-Bus value on a line of its own continues the line before
-        text = text.replace("\r\n(", "(")
     lines = text.splitlines()
+    if "\n(" in text:
+        lines = _join_continuations(lines)
     if not lines or not lines[0].startswith("/"):
         return result
     _identification(lines[0], result)
-    objects = P1_OBJECTS
-    units = _FAST_UNITS
-    for line in lines[1:]:
+    numbers, others, units = _NUMBERS, _OTHERS, _FAST_UNITS
+    for line in lines[1:]:  # fast paths for the usual lines; the rest, and anything odd, in _parse_line
         reduced, _paren, rest = line.partition("(")
-        known = objects.get(reduced)
-        if known is not None:  # fast paths for the usual one-value lines; the rest, and anything odd, below
-            key, kind = known
-            try:
-                if kind == NUMBER:  # 1-0:1.7.0(0001.011*kW)
-                    number, _star, unit = rest.partition("*")
-                    scale = units.get(unit)
-                    if scale is not None:
-                        result[key] = _scaled(number, scale)
+        key = numbers.get(reduced)
+        try:
+            if key is not None:  # 1-0:1.7.0(0001.011*kW)
+                number, _star, unit = rest.partition("*")
+                scale = units.get(unit)
+                if scale is not None:
+                    multiplier, cut = scale  # _scaled, inlined: it is most of a telegram
+                    if not multiplier:
+                        value = float(number)
+                    else:
+                        value = float(number) * multiplier
+                        if "." not in number[:cut]:
+                            result[key] = round(value)
+                            continue
+                    if value - value:  # infinite or not a number
+                        raise ValueError(number)
+                    result[key] = value
+                    continue
+            elif rest[-1:] == ")" and ")(" not in rest:
+                known = others.get(reduced)
+                if known is not None:
+                    key, kind = known
+                    if kind == COUNT:  # 0-0:96.7.21(00013)
+                        result[key] = int(rest[:-1])
                         continue
-                elif kind == COUNT and rest[-1:] == ")":  # 0-0:96.7.21(00013)
-                    result[key] = int(rest[:-1])
-                    continue
-                elif kind == TEXT and rest[-1:] == ")" and ")(" not in rest:  # 0-0:96.14.0(0002)
-                    result[key] = rest[:-1]
-                    continue
-            except ValueError:
-                pass
+                    if kind == TEXT:  # 0-0:96.14.0(0002)
+                        result[key] = rest[:-1]
+                        continue
+                    if kind == CLOCK:  # 0-0:1.0.0(170102192002W)
+                        result[key] = _timestamp(rest[:-1])
+                        continue
+        except (ValueError, OverflowError):
+            pass
         _parse_line(line, result)
     return result
 
