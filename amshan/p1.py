@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
-import crcmod.predefined
-
+from amshan.fastframecheck import crc16_arc
 from amshan.generic import ItemValue
 from amshan.p1_objects import (
     CLOCK,
@@ -45,9 +44,6 @@ MAX_TELEGRAM = 16 * 1024
 """Bytes from ``/`` to the end of the CRC line; DSMR telegrams are 1-3 KiB (a text message at most 2 KiB)."""
 MAX_VALUES = 64
 """Values on one line; more (a hostile line) and the line is skipped."""
-
-crc16_arc: Callable[[bytes], int] = crcmod.predefined.mkCrcFun("crc-16")
-"""CRC-16/ARC (poly 0x8005 reflected, init 0, no final XOR): the P1 telegram checksum, one C call."""
 
 _BAD_IDENTIFICATION = re.compile(rb"[^\x02\r\x20-\x2e\x30-\x7e]")  # what ends an identification line
 _TEXT = bytes((0x0A, 0x0D, *range(0x20, 0x7F)))  # what the lines of a telegram consist of
@@ -111,11 +107,11 @@ class P1TelegramReader:
                     continue
                 body = scanned = end + 2
             limit = min(size, start + MAX_TELEGRAM)
-            at = buffer.find(b"\n!", scanned - 1, limit) + 1  # the '!' that starts a line, 0: none yet
-            end = at or limit
-            slash = buffer.find(b"/", scanned, end)
-            if slash >= 0:
-                end = slash
+            slash = buffer.find(b"/", scanned, limit)
+            end = limit if slash < 0 else slash
+            at = buffer.find(b"\n!", scanned - 1, end) + 1  # the '!' that starts a line, 0: none yet
+            if at:
+                end, slash = at, -1
             if buffer[scanned:end].translate(None, _TEXT):  # a byte that is not text: give this '/' up
                 bad = _NOT_TEXT.search(buffer, scanned, end)
                 position, start = (bad.start() if bad else end) + 1, -1

@@ -1,6 +1,7 @@
 """Feed endless garbage to the frame reader or a protocol in a fresh process; print memory, time, logs (JSON).
 
 python tests/_resource_probe.py reader|content|frames random|headers|dense MEGABYTES [CHUNK_BYTES]
+python tests/_resource_probe.py p1 slash|line|values|slashes MEGABYTES [CHUNK_BYTES]   # MeterReader, P1 text
 
 Peak RSS is read from /proc/self/status (VmHWM, reset through /proc/self/clear_refs after warming up), so the
 figure is this process's growth while reading, not the interpreter's start-up.  The protocols are fed through
@@ -28,6 +29,7 @@ from amshan.meter_connection import (
     SmartMeterFrameContentProtocol,
     SmartMeterFrameProtocol,
 )
+from amshan.reader import MeterReader
 
 MIB = 1 << 20
 SEGMENTS = 10
@@ -38,6 +40,30 @@ def _status_kib(key: str) -> int:
         match = re.search(rf"^{key}:\s+(\d+) kB", status.read(), re.MULTILINE)
     assert match, key
     return int(match.group(1))
+
+
+P1_HOSTILE = {  # (what starts the stream, what repeats forever)
+    "slash": (b"/ABC5\r\n\r\n", b"1-0:1.8.0(00001234.567*kWh)\r\n"),  # a telegram that never ends
+    "line": (b"/ABC5\r\n\r\n1-0:1.8.0(", b"1234567890"),  # one endless line
+    "values": (b"/ABC5\r\n\r\n1-0:99.97.0", b"(1)"),  # endless values on one line
+    "slashes": (b"", b"/ABC5 text/\r\n/x\r\n\r\n1-0:1.7.0(1/2)\r\n"),  # a '/' in every line
+}
+
+
+def p1_garbage(kind: str, chunk: int) -> Callable[[], bytes]:
+    """Return a generator of the chunks of one endless hostile P1 stream."""
+    start, unit = P1_HOSTILE[kind]
+    block = unit * (2 * chunk // len(unit) + 2)
+    head, offset = start, 0
+
+    def next_chunk() -> bytes:
+        nonlocal head, offset
+        body = block[offset : offset + chunk - len(head)]
+        data, head = head + body, b""
+        offset = (offset + len(body)) % len(unit)
+        return data
+
+    return next_chunk
 
 
 def garbage(kind: str, chunk: int, seed: int = 20) -> Callable[[], bytes]:
@@ -106,6 +132,22 @@ def feed_reader(next_chunk: Callable[[], bytes], total: int) -> dict[str, Any]:
     }
 
 
+def feed_meter_reader(next_chunk: Callable[[], bytes], total: int) -> dict[str, Any]:
+    """Read total bytes through MeterReader in tenths, timing each in CPU seconds; count what came out."""
+    reader = MeterReader()
+    results = done = 0
+    segment_seconds: list[float] = []
+    for segment in range(1, SEGMENTS + 1):
+        started = time.process_time()
+        while done < total * segment // SEGMENTS:
+            chunk = next_chunk()
+            results += len(reader.read(chunk))
+            done += len(chunk)
+        segment_seconds.append(time.process_time() - started)
+    invalid = reader.stats.invalid_frames
+    return {"bytes": done, "valid": results, "invalid": invalid, "segment_seconds": segment_seconds}
+
+
 async def feed_protocol(kind: str, next_chunk: Callable[[], bytes], total: int) -> dict[str, Any]:
     """Stream total bytes of garbage through a socket pair into a protocol whose queue a consumer drains."""
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=100)
@@ -151,9 +193,13 @@ def main() -> None:
     """Run one scenario and print its figures as one JSON line."""
     target, kind, megabytes = sys.argv[1], sys.argv[2], float(sys.argv[3])
     chunk = int(sys.argv[4]) if len(sys.argv) > 4 else 64 * 1024
-    next_chunk = garbage(kind, chunk)
     total = int(megabytes * MIB)
-    feed_reader(next_chunk, min(64 * chunk, 4 * MIB))  # warm up allocator and caches
+    if target == "p1":
+        feed_meter_reader(p1_garbage(kind, chunk), min(64 * chunk, 4 * MIB))  # warm up
+        next_chunk = p1_garbage(kind, chunk)
+    else:
+        next_chunk = garbage(kind, chunk)
+        feed_reader(next_chunk, min(64 * chunk, 4 * MIB))  # warm up allocator and caches
     counter = _Counter()
     logger = logging.getLogger("amshan")
     logger.addHandler(counter)
@@ -164,6 +210,8 @@ def main() -> None:
     started = time.perf_counter()
     if target == "reader":
         result = feed_reader(next_chunk, total)
+    elif target == "p1":
+        result = feed_meter_reader(next_chunk, total)
     else:
         result = asyncio.run(feed_protocol(target, next_chunk, total))
     result.update(
