@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from amshan.fastframecheck import crc16_arc
-from amshan.generic import ItemValue
+from amshan.items import ItemValue
 from amshan.p1_objects import (
     CLOCK,
     COUNT,

@@ -53,7 +53,7 @@ def _load_amshan() -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for _decoders
     from _decoders import assert_contained
 
-    from amshan import DecodeError, generic, hdlc, p1
+    from amshan import DecodeError, hdlc, items, p1
     from amshan.autodecoder import DECODERS, AutoDecoder
     from amshan.axdr import read_data
     from amshan.reader import MeterReader
@@ -64,7 +64,7 @@ def _load_amshan() -> dict[str, Any]:
         "read_data": read_data,
         "assert_contained": assert_contained,
         "DECODERS": DECODERS,
-        "message_to_dict": generic.message_to_dict,
+        "message_to_dict": items.message_to_dict,
         "AutoDecoder": AutoDecoder,
         "p1": p1,
         "MeterReader": MeterReader,
