@@ -12,7 +12,7 @@ from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
 from amshan.cipher import CIPHERING_TAGS, CipherStats, Decipherer, parse_ciphered_apdu
-from amshan.dlms import apdu_offset, decode_data_notification, read_notification_header
+from amshan.dlms import LLC_HEADER, apdu_offset, decode_data_notification, read_notification_header
 from amshan.items import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
 from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME
 
@@ -185,12 +185,16 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
     return ()
 
 
+_CIPHERING_TAG_BYTES = tuple(bytes((tag,)) for tag in CIPHERING_TAGS)
+
+
 def _ciphering_offset(frame_content: bytes) -> int:
     """Return where a ciphering APDU (0xdb/0xdc) starts in an information field, or -1 when there is none."""
     try:
-        pos = apdu_offset(frame_content)
-        return pos if frame_content[pos] in CIPHERING_TAGS else -1
-    except Exception:  # no APDU or not bytes at all: the plain path reports it
+        if frame_content[3:4] in _CIPHERING_TAG_BYTES and frame_content[:3] in (LLC_HEADER, b"\xe6\xe6\x00"):
+            return 3
+        return 0 if frame_content[:1] in _CIPHERING_TAG_BYTES else -1
+    except Exception:  # not bytes at all: the plain path reports it
         return -1
 
 
@@ -220,6 +224,11 @@ class AutoDecoder:
         self.shape_cache_hits = 0
 
     @property
+    def decipherer(self) -> Decipherer:
+        """Return the decipherer holding this decoder's keys and invocation counters."""
+        return self._decipherer
+
+    @property
     def cipher_stats(self) -> CipherStats:
         """Return the counts of ciphered messages decrypted and of those that gave no data (and why)."""
         return self._decipherer.stats
@@ -242,7 +251,7 @@ class AutoDecoder:
         pos = _ciphering_offset(frame_content)
         if pos < 0:
             return decode(frame_content)
-        frame_content = bytes(frame_content)
+        frame_content = bytes(frame_content)  # the plaintexts are bytes too: no ciphering tag recurs
         try:
             apdu = parse_ciphered_apdu(frame_content, pos)
             if apdu.end != len(frame_content):
@@ -298,14 +307,11 @@ class AutoDecoder:
         return None if message is None else message.items
 
     def decode_frame_content(self, frame_content: bytes) -> Optional[Dict[str, ItemValue]]:
-        """Decode an information field (LLC header optional, plain or ciphered) into the dictionary."""
-        return self._deciphered(frame_content, self._decode_dict)
-
-    def _decode_dict(self, frame_content: bytes) -> Optional[Dict[str, ItemValue]]:
-        """Decode plain content into the dictionary; None if nothing fits.
+        """Decode an information field (LLC header optional, plain or ciphered) into the dictionary or None.
 
         A message with the skeleton of one decoded before is read through that shape (one struct call);
-        any other message goes through the full decoder, whose result then becomes the shape of its length.
+        a ciphered one is decoded through its plaintext; any other message goes through the full decoder,
+        whose result then becomes the shape of its length.
         """
         try:
             shape = self._shapes.get(len(frame_content))
@@ -321,6 +327,8 @@ class AutoDecoder:
                 self._previous = shape.name
                 self.shape_cache_hits += 1
                 return result
+        if _ciphering_offset(frame_content) >= 0:  # never the skeleton of a plain message's shape
+            return self._deciphered(frame_content, self.decode_frame_content)
         trace: Trace = []
         message = self._decode(frame_content, trace)
         if message is None:

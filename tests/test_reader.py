@@ -8,6 +8,7 @@ import pytest
 from _support import corpus_frames
 
 from amshan.autodecoder import AutoDecoder
+from amshan.dlms import BlockTransferAssembler
 from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
 from amshan.reader import MeterReader
 
@@ -15,11 +16,14 @@ PLAIN_HDLC = [v for v in corpus_frames(layer="hdlc", valid=True) if not v["encry
 
 
 def pipeline(raw: bytes) -> List[Dict[str, Any]]:
-    """Decode a stream through the wave-1 layers one by one (the reference MeterReader must agree with)."""
+    """Decode a stream through the HDLC layers one by one (the reference MeterReader must agree with)."""
     reader, assembler, decoder = HdlcFrameReader(), HdlcMessageAssembler(), AutoDecoder()
+    blocks = BlockTransferAssembler()
     results = []
     for frame in reader.read(raw):
         content = assembler.add(frame)
+        if content:
+            content = blocks.add(content) if frame.is_valid else None
         if content:
             decoded = decoder.decode_frame_content(content)
             if decoded is not None:
