@@ -15,6 +15,7 @@ from amshan.cipher import CIPHERING_TAGS, CipherStats, Decipherer, parse_ciphere
 from amshan.dlms import LLC_HEADER, apdu_offset, decode_data_notification, read_notification_header
 from amshan.items import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
 from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME
+from amshan.p1 import decode_telegram
 
 __all__ = ["DECODERS", "AutoDecoder", "MeterItem"]
 
@@ -242,8 +243,15 @@ class AutoDecoder:
         """Decode an information field (LLC header optional) into manufacturer, date-time, items; or None."""
         return self._deciphered(frame_content, lambda content: self._decode(content, None))
 
-    def _deciphered(self, frame_content: bytes, decode: Callable[[bytes], Optional[_T]]) -> Optional[_T]:
+    def _deciphered(
+        self,
+        frame_content: bytes,
+        decode: Callable[[bytes], Optional[_T]],
+        telegram: Optional[Callable[[bytes, bool], Optional[_T]]] = None,
+    ) -> Optional[_T]:
         """Decode plain content directly, ciphered content through its plaintext; None when neither works.
+
+        A plaintext that is a P1 telegram goes to ``telegram`` (with whether its tag was verified), if given.
 
         An unauthenticated plaintext (no AK, or no tag) is accepted only when it decodes, so a wrong key
         gives no data; every ciphered message that gives none is counted in ``cipher_stats``.
@@ -266,7 +274,12 @@ class AutoDecoder:
         decipherer = self._decipherer
         try:
             for plaintext, authenticated in decipherer.candidates(apdu):
-                result = decode(plaintext) if authenticated or plaintext[:1] == b"\x0f" else None
+                if plaintext[:1] == b"/":  # a P1 telegram (Luxembourg Smarty, Austrian T210-D-R)
+                    result = telegram(plaintext, authenticated) if telegram is not None else None
+                    if result is not None:
+                        self._previous = "P1"
+                else:
+                    result = decode(plaintext) if authenticated or plaintext[:1] == b"\x0f" else None
                 if result is not None or authenticated or _is_whole_apdu(plaintext):
                     decipherer.accepted(apdu)
                     return result
@@ -328,7 +341,7 @@ class AutoDecoder:
                 self.shape_cache_hits += 1
                 return result
         if _ciphering_offset(frame_content) >= 0:  # never the skeleton of a plain message's shape
-            return self._deciphered(frame_content, self.decode_frame_content)
+            return self._deciphered(frame_content, self.decode_frame_content, decode_telegram)
         trace: Trace = []
         message = self._decode(frame_content, trace)
         if message is None:

@@ -36,7 +36,7 @@ from amshan.p1_objects import (
     dotted_key,
 )
 
-__all__ = ["P1Telegram", "P1TelegramReader", "crc16_arc", "parse_telegram"]
+__all__ = ["P1Telegram", "P1TelegramReader", "crc16_arc", "decode_telegram", "parse_telegram"]
 
 MAX_IDENTIFICATION = 128
 """Bytes a ``/`` may claim before its identification line must have ended (CR LF)."""
@@ -386,3 +386,15 @@ def _parse_line(line: str, result: Dict[str, ItemValue]) -> None:
         _line(reduced, values, result)
     except (ValueError, IndexError, OverflowError):
         return
+
+
+def decode_telegram(data: bytes, authenticated: bool = False) -> Optional[Dict[str, ItemValue]]:
+    """Return the dictionary of the first telegram in data (a decrypted plaintext), None if none checks out.
+
+    An authenticated plaintext (its GCM tag verified every byte) needs no CRC: Luxembourg Smarty meters send
+    telegrams whose CRC does not verify.
+    """
+    for telegram in P1TelegramReader().read(data):
+        if authenticated or telegram.is_valid:
+            return parse_telegram(telegram.data)
+    return None

@@ -297,3 +297,28 @@ def test_parse_telegram_never_raises_on_lines_of_any_shape() -> None:
         result = parse_telegram(text.encode("ascii"))
         assert result["meter_manufacturer_id"] == "ABC"
         assert all(not isinstance(v, float) or math.isfinite(v) for v in result.values())
+
+
+# ------------------------------------------------------------------------------------ ciphered telegrams
+
+CIPHERED = [v for v in corpus_frames(layer="apdu", valid=True) if v["keys"] and "p1_crc" in v["checks"]]
+
+
+def test_the_corpus_has_ciphered_telegrams() -> None:
+    assert {v["country"] for v in CIPHERED} >= {"LU", "AT"}
+
+
+@pytest.mark.parametrize("vector", CIPHERED, ids=[v["id"] for v in CIPHERED])
+def test_a_ciphered_telegram_decrypts_to_every_stated_value_and_never_with_a_wrong_key(
+    vector: Dict[str, Any],
+) -> None:
+    keys = vector["keys"]
+    frame = bytes.fromhex(vector["hex"])
+    reader = MeterReader(bytes.fromhex(keys["encryption_key"]), bytes.fromhex(keys["authentication_key"]))
+    (result,) = reader.read(b"\x00noise/" + frame)
+    for key, want in vector["values"].items():
+        assert_value(vector["id"], key, result[key], want)
+    assert result["meter_manufacturer_id"] in ("Lux", "EST") and "meter_datetime" in result
+    assert reader.stats.last_decoder == "P1" and reader.stats.ciphering.decrypted == 1
+    wrong = MeterReader(bytes(16), bytes.fromhex(keys["authentication_key"]))
+    assert wrong.read(frame) == []
