@@ -1,9 +1,10 @@
 """A simulated meter: a TCP server that pushes real captured HAN frames, like a meter behind ser2net.
 
 It serves the quick start (``amshan demo``), tests, and people developing against amshan without a meter
-(``amshan simulate``). The frames are real Aidon, Kaifa and Kamstrup captures from Norway, bundled as package
-data (``amshan/data/*.txt``, one HDLC frame per line as hex); every client gets its own replay from the first
-frame, at a configurable (accelerated) cadence.
+(``amshan simulate``). The frames are real Aidon, Kaifa and Kamstrup captures from Norway and real P1
+telegrams from Sweden, the Netherlands and Belgium, bundled as package data (``amshan/data/*.txt``, one HDLC
+frame or P1 telegram per line as hex); every client gets its own replay from the first frame, at a
+configurable (accelerated) cadence.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from types import TracebackType
 _LOGGER = logging.getLogger(__name__)
 
 METERS = ("aidon", "kaifa", "kamstrup")
+"""The HDLC meters ("all" interleaves them)."""
+P1_METERS = ("p1-se", "p1-nl", "p1-be")
+"""The P1 meters: Swedish, Dutch and Belgian telegrams ("p1" interleaves them)."""
+GROUPS = {"all": METERS, "p1": P1_METERS}
 DEFAULT_INTERVAL = 1.0
 
 
@@ -34,12 +39,14 @@ def parse_hex_line(line: str) -> bytes | None:
 
 
 def bundled_frames(meter: str = "all") -> list[bytes]:
-    """Return the bundled frames of one meter (aidon, kaifa, kamstrup) or of all three, interleaved."""
-    if meter == "all":
-        lists = [bundled_frames(name) for name in METERS]
+    """Return the bundled frames of one meter (METERS, P1_METERS) or of a group ("all", "p1"), interleaved."""
+    if meter in GROUPS:
+        lists = [bundled_frames(name) for name in GROUPS[meter]]
         return [frame for group in itertools.zip_longest(*lists) for frame in group if frame is not None]
-    if meter not in METERS:
-        raise ValueError(f"expected a meter among {', '.join(METERS)} or all, found {meter!r}")
+    if meter not in METERS + P1_METERS:
+        raise ValueError(
+            f"expected a meter among {', '.join(METERS + P1_METERS)}, all or p1, found {meter!r}"
+        )
     text = resources.files("amshan").joinpath(f"data/{meter}.txt").read_text(encoding="ascii")
     return [frame for frame in map(parse_hex_line, text.splitlines()) if frame is not None]
 

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 from amshan.cli.options import EXIT_OK, add_common, positive_float
 from amshan.cli.sources import stop_on_signals, until
-from amshan.simulator import DEFAULT_INTERVAL, METERS, MeterSimulator, bundled_frames
+from amshan.simulator import DEFAULT_INTERVAL, METERS, P1_METERS, MeterSimulator, bundled_frames
 
 
 def add_parser(commands: Any) -> None:
@@ -22,7 +22,11 @@ def add_parser(commands: Any) -> None:
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     simulate.add_argument("--port", type=int, default=0, help="TCP port (default 0: any free port)")
     simulate.add_argument(
-        "--meter", choices=(*METERS, "all"), default="all", help="whose frames to send (default all)"
+        "--meter",
+        choices=(*METERS, "all", *P1_METERS, "p1"),
+        default="all",
+        help="whose frames to send: an HDLC meter, all three (default), a P1 meter (Swedish, Dutch, Belgian"
+        " telegrams) or p1 (all three)",
     )
     simulate.add_argument(
         "--interval",
@@ -40,7 +44,14 @@ def add_parser(commands: Any) -> None:
 async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Serve the chosen meter's frames until Ctrl-C or ``--duration``; return the exit status."""
     frames = bundled_frames(args.meter)
-    who = "Aidon, Kaifa and Kamstrup" if args.meter == "all" else args.meter.capitalize()
+    who = {
+        "all": "Aidon, Kaifa and Kamstrup",
+        "p1": "Swedish, Dutch and Belgian P1",
+        "p1-se": "Swedish P1",
+        "p1-nl": "Dutch P1",
+        "p1-be": "Belgian P1",
+    }.get(args.meter, args.meter.capitalize())
+    what = "telegrams" if args.meter.startswith("p1") else "frames"
     stop = asyncio.Event()
     with stop_on_signals(stop):
         async with MeterSimulator(
@@ -48,7 +59,7 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         ) as simulator:
             stdout.write(f"amshan simulate: listening on tcp://{simulator.host}:{simulator.port}\n")
             stdout.write(
-                f"amshan simulate: each client gets {len(frames)} real {who} frames,"
+                f"amshan simulate: each client gets {len(frames)} real {who} {what},"
                 f" one every {args.interval:g} s{', once' if args.once else ', in a loop'}; Ctrl-C stops\n"
             )
             stdout.flush()
