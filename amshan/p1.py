@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union, cast
 
 from amshan.fastframecheck import crc16_arc
 from amshan.items import ItemValue
@@ -81,10 +81,26 @@ class P1TelegramReader:
 
     def read(self, chunk: bytes) -> List[P1Telegram]:
         """Feed the next bytes; return the telegrams they complete (valid or not), oldest first."""
+        return cast(List[P1Telegram], self._read(chunk, None))  # None: only telegrams
+
+    def read_interleaved(self, chunk: bytes) -> List[Union[P1Telegram, bytes]]:
+        """Feed the next bytes; return the telegrams they complete and the bytes between them, in order.
+
+        The bytes that are no part of a telegram are for the binary transports' readers. Bytes that may
+        still begin a telegram are held back until it completes or is given up: at the first byte that no
+        telegram holds there (binary data gives up at once, see the module's bounds).
+        """
+        passthrough: List[Union[P1Telegram, bytes]] = []
+        return self._read(chunk, passthrough)
+
+    def _read(
+        self, chunk: bytes, out: Optional[List[Union[P1Telegram, bytes]]]
+    ) -> List[Union[P1Telegram, bytes]]:
+        """Cut telegrams out of the held bytes and the chunk; into out (when given) also the bytes between."""
         buffer = self._buffer + chunk if self._buffer else bytes(chunk)
-        telegrams: List[P1Telegram] = []
+        items: List[Union[P1Telegram, bytes]] = [] if out is None else out
         start, body, scanned = self._start, self._body, self._scanned
-        position = 0
+        position = emitted = 0  # where to look for the next '/'; what is passed on or consumed so far
         size = len(buffer)
         while True:
             if start < 0:
@@ -94,6 +110,10 @@ class P1TelegramReader:
                     break
                 body = -1
             if body < 0:
+                maker = buffer[start + 1 : start + 4]
+                if maker and not maker.isalpha():  # the manufacturer's 3 letters
+                    position, start = start + 1, -1
+                    continue
                 end = buffer.find(b"\r\n", start + 1, start + MAX_IDENTIFICATION)
                 limit = start + MAX_IDENTIFICATION if end < 0 else end
                 bad = _BAD_IDENTIFICATION.search(buffer, start + 1, limit)
@@ -117,7 +137,7 @@ class P1TelegramReader:
                 position, start = (bad.start() if bad else end) + 1, -1
                 continue
             if slash >= 0:  # a new telegram starts here, the one being read was cut off
-                start, body = slash, -1
+                position, start = slash, -1
                 continue
             if not at:
                 if limit < size or size - start >= MAX_TELEGRAM:  # endless text: give up (it holds no '/')
@@ -133,8 +153,13 @@ class P1TelegramReader:
                 position, start = at + 1, -1
                 continue
             digits = trailer.group(1) or trailer.group(3)
-            telegrams.append(P1Telegram(buffer[start : at + 1], int(digits, 16) if digits else None))
-            position, start = trailer.end(), -1
+            if out is not None and start > emitted:
+                out.append(buffer[emitted:start])
+            items.append(P1Telegram(buffer[start : at + 1], int(digits, 16) if digits else None))
+            position = emitted = trailer.end()
+            start = -1
+        if out is not None and start > emitted:
+            out.append(buffer[emitted:start])
         if start >= size:
             self._buffer, self._start, self._body, self._scanned = b"", -1, -1, 0
         else:
@@ -142,7 +167,7 @@ class P1TelegramReader:
             self._start = 0
             self._body = body - start if body >= 0 else -1
             self._scanned = scanned - start if body >= 0 else 0
-        return telegrams
+        return items
 
 
 # ------------------------------------------------------------------------------------------------- parsing

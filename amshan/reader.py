@@ -1,9 +1,9 @@
 """One sans-IO entry point for a meter's byte stream: bytes in any chunking in, decoded dictionaries out.
 
-``MeterReader`` finds the frames of every transport it knows on its own, in stream order: HDLC frames
-first (the common case, through the tuned ``HdlcFrameReader``), then, in the bytes outside them, the
-frames of the other transports (wired M-Bus long frames, bare authenticated ciphered APDUs) through one
-``FrameScanner``; P1 telegrams (text) through ``P1TelegramReader``, which sees every byte.  It
+``MeterReader`` finds the frames of every transport it knows on its own, in stream order: P1 telegrams
+(text, through ``P1TelegramReader``), in the bytes outside them HDLC frames (the common case, through the
+tuned ``HdlcFrameReader``), then, in the bytes outside those, the frames of the other transports (wired
+M-Bus long frames, bare authenticated ciphered APDUs) through one ``FrameScanner``.  It
 reassembles messages (HDLC segments, DLMS general-block-transfer, M-Bus segments), decrypts them with the
 meter's keys and decodes them.  It keeps all state of one stream (partial frames, segments, invocation
 counters); one process holds one reader per meter.  It never raises: noise and damaged or undecryptable
@@ -67,7 +67,7 @@ class MeterReader:
         self._hdlc = HdlcMessageAssembler()
         self._blocks = BlockTransferAssembler()
         self._mbus = MbusMessageAssembler()
-        self._p1 = P1TelegramReader()  # fed every byte: a telegram is text, never inside another frame
+        self._p1 = P1TelegramReader()  # first: the bytes outside telegrams go on to the binary readers
         # The transports found in the bytes outside HDLC frames (a P1 telegram splitter goes here too).
         transports = [_Transport(MbusFramer(), self._mbus_message, self._mbus_damaged)]
         decipherer = self._decoder.decipherer
@@ -98,10 +98,19 @@ class MeterReader:
             return []
 
     def _read(self, chunk: bytes) -> List[Dict[str, ItemValue]]:
-        """Cut the chunk into frames of any transport, reassemble and decode the messages they complete."""
-        stats = self.stats
-        stats.bytes_read += len(chunk)
+        """Cut the chunk into P1 telegrams and frames of any other transport; decode what they complete."""
+        self.stats.bytes_read += len(chunk)
         results: List[Dict[str, ItemValue]] = []
+        for item in self._p1.read_interleaved(chunk):
+            if isinstance(item, bytes):
+                self._read_binary(item, results)
+            else:
+                self._telegram(item.data, item.is_valid, results)
+        return results
+
+    def _read_binary(self, chunk: bytes, results: List[Dict[str, ItemValue]]) -> None:
+        """Cut bytes outside P1 telegrams into frames, reassemble and decode the messages they complete."""
+        stats = self.stats
         assembler = self._hdlc
         blocks = self._blocks
         decode = self._decoder.decode_frame_content
@@ -133,9 +142,6 @@ class MeterReader:
             stats.transports["hdlc"] = stats.transports.get("hdlc", 0) + valid
         if messages:
             self._count(messages, decoded_messages)
-        for telegram in self._p1.read(chunk):
-            self._telegram(telegram.data, telegram.is_valid, results)
-        return results
 
     def _telegram(self, data: bytes, is_valid: bool, results: List[Dict[str, ItemValue]]) -> None:
         """Parse one P1 telegram whose CRC matched (or was absent) into results, counting what happened."""
