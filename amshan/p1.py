@@ -45,6 +45,7 @@ MAX_TELEGRAM = 16 * 1024
 MAX_VALUES = 64
 """Values on one line; more (a hostile line) and the line is skipped."""
 
+_IDENTIFICATION = bytes((0x02, 0x0D, *range(0x20, 0x2F), *range(0x30, 0x7F)))  # what it holds ('/' not)
 _BAD_IDENTIFICATION = re.compile(rb"[^\x02\r\x20-\x2e\x30-\x7e]")  # what ends an identification line
 _TEXT = bytes((0x0A, 0x0D, *range(0x20, 0x7F)))  # what the lines of a telegram consist of
 _NOT_TEXT = re.compile(rb"[^\n\r\x20-\x7e]")
@@ -116,9 +117,9 @@ class P1TelegramReader:
                     continue
                 end = buffer.find(b"\r\n", start + 1, start + MAX_IDENTIFICATION)
                 limit = start + MAX_IDENTIFICATION if end < 0 else end
-                bad = _BAD_IDENTIFICATION.search(buffer, start + 1, limit)
-                if bad is not None:  # not an identification line: look for the next '/' from there
-                    position, start = bad.start(), -1
+                if buffer[start + 1 : limit].translate(None, _IDENTIFICATION):  # no identification line
+                    bad = _BAD_IDENTIFICATION.search(buffer, start + 1, limit)
+                    position, start = (bad.start() if bad else start + 1), -1  # the next '/' from there
                     continue
                 if end < 0:
                     if size - start < MAX_IDENTIFICATION:
@@ -371,6 +372,9 @@ def parse_telegram(data: bytes) -> Dict[str, ItemValue]:
                     multiplier, cut = scale  # _scaled, inlined: it is most of a telegram
                     if not multiplier:
                         value = float(number)
+                    elif number[cut] == ".":  # exactly the decimals the unit scales away: kW "1.011"
+                        result[key] = int(number.replace(".", ""))
+                        continue
                     else:
                         value = float(number) * multiplier
                         if "." not in number[:cut]:
@@ -393,7 +397,7 @@ def parse_telegram(data: bytes) -> Dict[str, ItemValue]:
                     if kind == CLOCK:  # 0-0:1.0.0(170102192002W)
                         result[key] = _timestamp(rest[:-1])
                         continue
-        except (ValueError, OverflowError):
+        except (ValueError, OverflowError, IndexError):
             pass
         _parse_line(line, result)
     return result
