@@ -12,7 +12,12 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-SERIAL_HELP = "Aidon and Kaifa send 2400 baud 8E1 (--parity E); Kamstrup sends 2400 baud 8N1 (--parity N)."
+SERIAL_HELP = (
+    "HAN (RJ45 M-Bus): Aidon and Kaifa send 2400 baud 8E1 (--parity E); Kamstrup sends 2400 baud 8N1"
+    " (--parity N). P1 (RJ12, an inverting cable): Sweden, Finland, Denmark, the Netherlands (DSMR 4/5),"
+    " Belgium and Luxembourg send 115200 baud 8N1 (--baudrate 115200); Dutch DSMR 2.2/3.0 meters 9600 baud"
+    " 7E1 (--baudrate 9600 --bytesize 7 --parity E)."
+)
 
 
 class UsageError(Exception):
@@ -52,6 +57,9 @@ def add_source(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--baudrate", type=int, default=2400, help="baud rate (default 2400)")
     group.add_argument(
         "--parity", choices=("N", "E", "O"), default="N", help="parity: N none (default), E even, O odd"
+    )
+    group.add_argument(
+        "--bytesize", type=int, choices=(7, 8), default=8, help="data bits (default 8; 7 for DSMR 2.2/3.0 P1)"
     )
     live = parser.add_argument_group("live meters (serial and TCP)")
     live.add_argument(
