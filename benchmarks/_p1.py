@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import random
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from _venvs import venv_python
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE.parent.parent / "shared" / "corpus" / "p1.jsonl"
@@ -90,73 +91,21 @@ def load_streams(stream_bytes: int) -> List[Dict[str, Any]]:
 
 def dsmr_python() -> Path:
     """Return the dsmr_parser venv's python, creating the venv on first use."""
-    python = DSMR_VENV / "bin" / "python"
-    stamp = DSMR_VENV / ".installed"
-    wanted = f"{DSMR_SPEC} on Python {sys.version_info[0]}.{sys.version_info[1]}\n"
-    if python.exists() and stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted:
-        return python
-    print(f"creating {DSMR_VENV}: {wanted.strip()} ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(DSMR_VENV)], check=True)
-    pip = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", DSMR_SPEC, "crcmod-plus"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if pip.returncode != 0:
-        raise SystemExit(f"pip install {DSMR_SPEC} failed:\n{pip.stdout}{pip.stderr}")
-    stamp.write_text(wanted, encoding="utf-8")
-    return python
+    return venv_python(DSMR_VENV, [DSMR_SPEC, "crcmod-plus"], "import dsmr_parser.parsers, crcmod")
 
 
-class _Server:
-    """One implementation's _p1_runner.py: timed passes on request."""
+def run_p1(cfg: Dict[str, Any], chunk: int, start_server: Callable[[str, List[str]], Any]) -> Dict[str, Any]:
+    """Time every implementation on every P1 stream, taking turns pass by pass; return figures per meter.
 
-    def __init__(self, impl: str) -> None:
-        python = str(dsmr_python()) if impl == "dsmr" else sys.executable
-        self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in close())
-        self.proc = subprocess.Popen(
-            [python, str(RUNNER), impl],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-            cwd=str(HERE),
-        )
-
-    def ask(self, **cmd: Any) -> Dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(timeout=30)
-            self.stderr.seek(0)
-            raise RuntimeError(f"P1 runner died (exit {self.proc.returncode}):\n{self.stderr.read()[-2000:]}")
-        reply: Dict[str, Any] = json.loads(line)
-        return reply
-
-    def close(self) -> None:
-        if self.proc.poll() is None and self.proc.stdin is not None:
-            self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.stderr.close()
-
-
-def run_p1(cfg: Dict[str, Any], chunk: int) -> Dict[str, Dict[str, Dict[str, Any]]]:
-    """Time every implementation on every P1 stream, taking turns pass by pass; return figures per meter."""
+    start_server(impl, argv) starts one runner process (bench.py's Server) with ask(**cmd) and close().
+    """
     results: Dict[str, Dict[str, Dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for meter in load_streams(cfg["p1_stream_bytes"]):
             name = meter["name"]
             print(f"... P1: timing {name}", file=sys.stderr, flush=True)
             results[name] = {}
-            servers: Dict[str, _Server] = {}
+            servers: Dict[str, Any] = {}
             times: Dict[str, List[float]] = {}
             try:
                 for impl in IMPLS:
@@ -165,7 +114,8 @@ def run_p1(cfg: Dict[str, Any], chunk: int) -> Dict[str, Dict[str, Dict[str, Any
                     path = Path(tmp) / f"{impl}.bin"
                     path.write_bytes(meter["pattern"] * repeats)
                     expected = repeats * meter["per_pattern"]
-                    servers[impl] = _Server(impl)
+                    python = str(dsmr_python()) if impl == "dsmr" else sys.executable
+                    servers[impl] = start_server(impl, [python, str(RUNNER), impl])
                     warm = servers[impl].ask(cmd="setup", stream=str(path), spec=meter["spec"], chunk=chunk)
                     results[name][impl] = {"expected": expected, "ok": warm["count"] == expected}
                 for round_no in range(cfg["runs"]):
