@@ -36,7 +36,7 @@ from amshan.p1_objects import (
     dotted_key,
 )
 
-__all__ = ["P1Telegram", "P1TelegramReader", "crc16_arc", "decode_telegram", "parse_telegram"]
+__all__ = ["P1Parser", "P1Telegram", "P1TelegramReader", "crc16_arc", "decode_telegram", "parse_telegram"]
 
 MAX_IDENTIFICATION = 128
 """Bytes a ``/`` may claim before its identification line must have ended (CR LF)."""
@@ -184,6 +184,8 @@ def _scaled(number: str, multiplier: int, cut: int) -> float | int:
     """Return a value scaled by _scale's (multiplier, cut): an int when exact (kW "1.011" -> 1011 W)."""
     if not multiplier:
         value = float(number)
+    elif len(number) > -cut and number[cut] == ".":  # exactly the decimals the unit scales away
+        return int(number.replace(".", ""))
     else:
         value = float(number) * multiplier
         if "." not in number[:cut]:
@@ -352,8 +354,12 @@ def _join_continuations(lines: List[str]) -> List[str]:
 
 def parse_telegram(data: bytes) -> Dict[str, ItemValue]:
     """Return the dictionary of one telegram (``/`` .. ``!``, CRC checked by the caller); never raises."""
+    return _parse_text(data.decode("latin-1"))
+
+
+def _parse_text(text: str) -> Dict[str, ItemValue]:
+    """Return the dictionary of one telegram's text, line by line."""
     result: Dict[str, ItemValue] = {}
-    text = data.decode("latin-1")
     lines = text.splitlines()
     if "\n(" in text:
         lines = _join_continuations(lines)
@@ -369,20 +375,7 @@ def parse_telegram(data: bytes) -> Dict[str, ItemValue]:
                 number, _star, unit = rest.partition("*")
                 scale = units.get(unit)
                 if scale is not None:
-                    multiplier, cut = scale  # _scaled, inlined: it is most of a telegram
-                    if not multiplier:
-                        value = float(number)
-                    elif number[cut] == ".":  # exactly the decimals the unit scales away: kW "1.011"
-                        result[key] = int(number.replace(".", ""))
-                        continue
-                    else:
-                        value = float(number) * multiplier
-                        if "." not in number[:cut]:
-                            result[key] = round(value)
-                            continue
-                    if value - value:  # infinite or not a number
-                        raise ValueError(number)
-                    result[key] = value
+                    result[key] = _scaled(number, *scale)
                     continue
             elif rest[-1:] == ")" and ")(" not in rest:
                 known = others.get(reduced)
@@ -397,10 +390,114 @@ def parse_telegram(data: bytes) -> Dict[str, ItemValue]:
                     if kind == CLOCK:  # 0-0:1.0.0(170102192002W)
                         result[key] = _timestamp(rest[:-1])
                         continue
-        except (ValueError, OverflowError, IndexError):
+        except (ValueError, OverflowError):
             pass
         _parse_line(line, result)
     return result
+
+
+_LINE_TEXT = r"([^\r\n\x0b\x0c\x1c-\x1e\x85]*)"  # a whole line, as str.splitlines sees one
+_DIGITS = r"([0-9]+(?:\.[0-9]*)?)"
+
+
+class _Layout:
+    """A meter's repeated telegram layout: one regex captures every value, converted as _parse_text would.
+
+    Its lines are those of the telegram it was learnt from: a number line with a usual unit keeps its id and
+    unit and captures digits; a clock, count or text line captures its one value; any other line is
+    captured whole for _parse_line. Only text that matches the whole regex is read this way, so the result
+    is _parse_text's.
+    """
+
+    def __init__(self, text: str) -> None:
+        """Learn the layout of one telegram's text (its lines end CR LF, it has no DSMR 3 continuation)."""
+        lines = text.split("\r\n")
+        self.identification: Dict[str, ItemValue] = {}
+        _identification(lines[0], self.identification)
+        pattern = [re.escape(lines[0])]
+        self.slots: List[Tuple[str, str, Tuple[int, int]]] = []  # (key, what, scale) per captured value
+        for line in lines[1:]:
+            reduced, _paren, rest = line.partition("(")
+            unit = rest.partition("*")[2]
+            known = _OTHERS.get(reduced)
+            if reduced in _NUMBERS and unit in _FAST_UNITS and ")(" not in rest:
+                pattern.append(re.escape(reduced + "(") + _DIGITS + re.escape("*" + unit))
+                self.slots.append((_NUMBERS[reduced], NUMBER, _FAST_UNITS[unit]))
+            elif known is not None and known[1] == CLOCK and ")(" not in rest:
+                pattern.append(re.escape(reduced) + r"\(([0-9]{12}[SW]?)\)")
+                self.slots.append((known[0], CLOCK, (0, 0)))
+            elif known is not None and known[1] in (COUNT, TEXT) and ")(" not in rest:
+                pattern.append(re.escape(reduced) + r"\(([^()\r\n]*)\)")
+                self.slots.append((known[0], known[1], (0, 0)))
+            elif line in ("", "!"):
+                pattern.append(re.escape(line))
+            else:
+                pattern.append(_LINE_TEXT)
+                self.slots.append(("", "", (0, 0)))
+        self.regex = re.compile("\r\n".join(pattern))
+
+    def parse(self, text: str) -> Optional[Dict[str, ItemValue]]:
+        """Return the dictionary of a telegram of this layout, None when the text does not fit it."""
+        match = self.regex.fullmatch(text)
+        if match is None:
+            return None
+        result = dict(self.identification)
+        for (key, what, (multiplier, cut)), value in zip(self.slots, match.groups()):
+            try:
+                if what == NUMBER:
+                    result[key] = _scaled(value, multiplier, cut)
+                elif what == CLOCK:
+                    result[key] = _timestamp(value)
+                elif what == COUNT:
+                    result[key] = int(value)
+                elif what == TEXT:
+                    result[key] = value
+                else:
+                    _parse_line(value, result)
+            except (ValueError, OverflowError):
+                pass
+        return result
+
+
+class P1Parser:
+    """Parse one meter's telegrams into dictionaries, learning the layout it repeats (one regex per layout).
+
+    A meter sends the same lines in the same order every time; from the second telegram of a layout on (the
+    same identification line and number of lines), the values are read by that layout's regex. A telegram
+    that does not fit (the meter changed its lines) is parsed line by line and teaches its layout. Never
+    raises; the dictionary is always parse_telegram's.
+    """
+
+    MAX_LAYOUTS = 8
+    MAX_LINES = 128
+
+    def __init__(self) -> None:
+        """Start knowing no layout."""
+        self._layouts: Dict[Tuple[str, int], Optional[_Layout]] = {}
+        self.layout_hits = 0  # telegrams read through a learnt layout
+
+    def parse(self, data: bytes) -> Dict[str, ItemValue]:
+        """Return the dictionary of one telegram (``/`` .. ``!``, CRC checked by the caller)."""
+        text = data.decode("latin-1")
+        lines = text.count("\n")
+        key = (text[: text.find("\r")], lines)
+        layout = self._layouts.get(key)
+        if layout is not None:
+            result = layout.parse(text)
+            if result is not None:
+                self.layout_hits += 1
+                return result
+        result = _parse_text(text)
+        if key in self._layouts or layout is not None:  # seen before: the meter repeats this layout
+            self._learn(key, text, lines)
+        elif len(self._layouts) < self.MAX_LAYOUTS:
+            self._layouts[key] = None
+        return result
+
+    def _learn(self, key: Tuple[str, int], text: str, lines: int) -> None:
+        """Learn a telegram's layout, if it is one a regex can read (lines end CR LF, no continuations)."""
+        plain = text.count("\r") == lines == text.count("\r\n") and "\n(" not in text
+        self._layouts[key] = _Layout(text) if plain and lines <= self.MAX_LINES else None
 
 
 def _parse_line(line: str, result: Dict[str, ItemValue]) -> None:

@@ -24,7 +24,7 @@ from amshan.framing import Framer, FrameScanner
 from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
 from amshan.items import ItemValue
 from amshan.mbus import MbusFramer, MbusMessageAssembler, parse_frame
-from amshan.p1 import P1TelegramReader, parse_telegram
+from amshan.p1 import P1Parser, P1TelegramReader
 
 __all__ = ["MeterReader", "ReaderStats"]
 
@@ -68,6 +68,7 @@ class MeterReader:
         self._blocks = BlockTransferAssembler()
         self._mbus = MbusMessageAssembler()
         self._p1 = P1TelegramReader()  # first: the bytes outside telegrams go on to the binary readers
+        self._p1_parser = P1Parser()
         # The transports found in the bytes outside HDLC frames (a P1 telegram splitter goes here too).
         transports = [_Transport(MbusFramer(), self._mbus_message, self._mbus_damaged)]
         decipherer = self._decoder.decipherer
@@ -154,7 +155,7 @@ class MeterReader:
         stats.messages += 1
         stats.decoded += 1
         stats.last_decoder = "P1"
-        results.append(parse_telegram(data))
+        results.append(self._p1_parser.parse(data))
 
     def _read_other(self, data: bytes, results: List[Dict[str, ItemValue]]) -> None:
         """Find the frames of the other transports in bytes outside HDLC frames; decode their messages."""

@@ -14,7 +14,7 @@ from _support import corpus_frames, load_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from amshan.p1 import MAX_IDENTIFICATION, MAX_TELEGRAM, P1TelegramReader, parse_telegram
+from amshan.p1 import MAX_IDENTIFICATION, MAX_TELEGRAM, P1Parser, P1TelegramReader, parse_telegram
 from amshan.reader import MeterReader
 
 P1 = load_corpus("p1.jsonl")
@@ -327,3 +327,41 @@ def test_a_ciphered_telegram_decrypts_to_every_stated_value_and_never_with_a_wro
     assert reader.stats.last_decoder == "P1" and reader.stats.ciphering.decrypted == 1
     wrong = MeterReader(bytes(16), bytes.fromhex(keys["authentication_key"]))
     assert wrong.read(frame) == []
+
+
+# ---------------------------------------------------------------------------------------- learnt layouts
+
+
+def redrawn(data: bytes, rnd: random.Random) -> bytes:
+    """Return the telegram with every digit after its identification line redrawn (ids and values alike)."""
+    head, _, body = data.partition(b"\r\n")
+    return head + b"\r\n" + bytes(rnd.choice(b"0123456789") if 0x30 <= b <= 0x39 else b for b in body)
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+@given(telegrams(with_crc=True), st.integers(0, 2**32), st.integers(0, 3))
+def test_a_learnt_layout_gives_exactly_what_line_by_line_parsing_gives(
+    written: Telegram, seed: int, redraw_every: int
+) -> None:
+    """P1Parser reads repeated layouts through one regex: same dictionaries as parse_telegram, always."""
+    rnd = random.Random(seed)
+    data = written.data[: written.data.rindex(b"!") + 1]
+    parser = P1Parser()
+    for index in range(8):
+        telegram = redrawn(data, rnd) if redraw_every and index % redraw_every == 0 else data
+        assert parser.parse(telegram) == parse_telegram(telegram)
+    if not redraw_every:  # the same layout 8 times: seen, learnt, then read through it 6 times
+        assert parser.layout_hits == 6
+
+
+@pytest.mark.parametrize("vector", VALID, ids=[v["id"] for v in VALID])
+def test_a_corpus_telegram_read_through_its_learnt_layout_is_unchanged(vector: Dict[str, Any]) -> None:
+    (telegram,) = [t for t in P1TelegramReader().read(raw(vector)) if t.is_valid]
+    parser = P1Parser()
+    rnd = random.Random(vector["id"])
+    for variant in [telegram.data] * 3 + [redrawn(telegram.data, rnd) for _ in range(5)]:
+        assert parser.parse(variant) == parse_telegram(variant)
+    plain = b"\n(" not in telegram.data and telegram.data.count(b"\r") == telegram.data.count(b"\n")
+    assert (parser.layout_hits > 0) is plain
