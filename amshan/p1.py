@@ -19,7 +19,8 @@ from datetime import datetime
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union, cast
 
 from amshan.fastframecheck import crc16_arc
-from amshan.items import ItemValue
+from amshan.items import DecodedMessage, ItemValue, MeterItem
+from amshan.obis_map import FIELD_UNITS
 from amshan.p1_objects import (
     CLOCK,
     COUNT,
@@ -36,7 +37,15 @@ from amshan.p1_objects import (
     dotted_key,
 )
 
-__all__ = ["P1Parser", "P1Telegram", "P1TelegramReader", "crc16_arc", "decode_telegram", "parse_telegram"]
+__all__ = [
+    "P1Parser",
+    "P1Telegram",
+    "P1TelegramReader",
+    "crc16_arc",
+    "parse_telegram",
+    "telegram_dict",
+    "telegram_message",
+]
 
 MAX_IDENTIFICATION = 128
 """Bytes a ``/`` may claim before its identification line must have ended (CR LF)."""
@@ -514,13 +523,34 @@ def _parse_line(line: str, result: Dict[str, ItemValue]) -> None:
         return
 
 
-def decode_telegram(data: bytes, authenticated: bool = False) -> Optional[Dict[str, ItemValue]]:
-    """Return the dictionary of the first telegram in data (a decrypted plaintext), None if none checks out.
+def telegram_dict(content: bytes, authenticated: bool = False) -> Optional[Dict[str, ItemValue]]:
+    """Return the dictionary of a telegram given as message content, None if it does not check out.
 
-    An authenticated plaintext (its GCM tag verified every byte) needs no CRC: Luxembourg Smarty meters send
-    telegrams whose CRC does not verify.
+    Content that ends at '!' was cut from a stream by P1TelegramReader, its CRC checked there; content with
+    its CRC line (a decrypted plaintext) is checked here, unless authenticated: its GCM tag verified every
+    byte (Luxembourg Smarty meters send telegrams whose CRC does not verify).
     """
-    for telegram in P1TelegramReader().read(data):
+    if content[-1:] == b"!":
+        return parse_telegram(content)
+    for telegram in P1TelegramReader().read(content):
         if authenticated or telegram.is_valid:
             return parse_telegram(telegram.data)
     return None
+
+
+def telegram_message(content: bytes, authenticated: bool = False) -> Optional[DecodedMessage]:
+    """Return a telegram given as message content as items (for listings by OBIS code), as telegram_dict.
+
+    An entry under a dotted code is an item of that code; a named entry is an item of that name, with the
+    unit the library scales its field to.
+    """
+    result = telegram_dict(content, authenticated)
+    if result is None:
+        return None
+    items = [
+        MeterItem(key, None, value, None)
+        if key[:1].isdigit()
+        else MeterItem("", key, value, FIELD_UNITS.get(key))
+        for key, value in result.items()
+    ]
+    return DecodedMessage(None, None, items)

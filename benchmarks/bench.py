@@ -36,6 +36,7 @@ CORPUS = ROOT.parent / "shared" / "corpus" / "frames.jsonl"
 OLD_VENV = HERE / ".old-venv"
 OLD_SPEC = "amshan==2021.12.1"  # yanked on PyPI; an exact pin still installs it
 RUNNER = HERE / "_runner.py"
+METER_READER = HERE / "_meter_reader.py"
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
@@ -234,22 +235,28 @@ def _python_for(impl: str) -> str:
     return str(old_python()) if impl == "old" else sys.executable
 
 
-def run_task(impl: str, job: Dict[str, Any]) -> Dict[str, Any]:
-    """Run one memory task in a fresh subprocess of the implementation's interpreter; return its result."""
-    proc = subprocess.run(
-        [_python_for(impl), str(RUNNER), impl, "task"],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        cwd=str(HERE),
-        check=False,
-    )
+def _run_json(argv: List[str], stdin: str, what: str) -> Dict[str, Any]:
+    """Run a fresh process that prints one JSON object; return it, or {"error": ...} when it fails."""
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, cwd=str(HERE), check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        print(f"!! {impl} {job['task']} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
-        return {"impl": impl, "error": tail}
+        print(f"!! {what} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
+        return {"error": tail}
     result: Dict[str, Any] = json.loads(proc.stdout)
     return result
+
+
+def run_task(impl: str, job: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one memory task in a fresh subprocess of the implementation's interpreter; return its result."""
+    argv = [_python_for(impl), str(RUNNER), impl, "task"]
+    result = _run_json(argv, json.dumps(job), f"{impl} {job['task']}")
+    return {"impl": impl, **result} if "error" in result else result
+
+
+def run_meter_reader(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Run the MeterReader rows (_meter_reader.py, ours only) in a fresh process; return its figures."""
+    job = json.dumps({"stream_bytes": cfg["stream_bytes"], "runs": cfg["runs"]})
+    return _run_json([sys.executable, str(METER_READER), job], "", "MeterReader rows")
 
 
 class Server:
@@ -535,6 +542,25 @@ def report(results: Dict[str, Any], cfg: Dict[str, Any], meters: List[Dict[str, 
         1.0,
         fmt="{:.2f}x",
     )
+    readers = results.get("meter_reader")
+    if readers and "error" not in readers:
+        print("\n(e) MeterReader (any transport, no flag) against the pipeline, messages/s  (issue 11)")
+        header = f"{'stream':<36}{'pipeline':>12}{'MeterReader':>13}{'ratio':>8}"
+        print(header + "\n" + "-" * len(header))
+        for kind in ("plain", "ciphered"):
+            for name, row in readers[kind].items():
+                label = f"{name} (ciphered)" if kind == "ciphered" else name
+                flag = "" if row["ok"] else " !"
+                print(
+                    f"{label:<36}{_num(row['pipeline']['msgs_per_s']):>12}"
+                    f"{_num(row['meter_reader']['msgs_per_s']) + flag:>13}{row['ratio']:>7.2f}x"
+                )
+        print("  ciphered rows: the pipeline reads the same messages unciphered in HDLC frames")
+        print("\nTargets (issue 11)")
+        for name, row in readers["plain"].items():
+            target(f"MeterReader/pipeline, {name}", row["ratio"], 0.9, fmt="{:.2f}x")
+        for name, row in readers["ciphered"].items():
+            target(f"ciphered MeterReader/plain pipeline, {name[:22]}", row["ratio"], 0.5, fmt="{:.2f}x")
     bad, raised = [], {}
     for impl in ("ours", "old", "floor"):
         for meter in meters:
@@ -617,6 +643,9 @@ def main() -> None:
             results[impl]["big_read"] = run_task(
                 impl, {**base, "task": "big_read", "big_bytes": cfg["big_bytes"], "runs": cfg["big_runs"]}
             )
+    if "ours" in impls:
+        print("... ours: MeterReader rows", file=sys.stderr, flush=True)
+        results["meter_reader"] = run_meter_reader(cfg)
     results["p1"] = run_p1(cfg, CHUNK, Server)
     verdicts = report(results, cfg, meters)
     verdicts["p1"] = report_p1(results["p1"])

@@ -21,8 +21,16 @@ from amshan.meter_connection import (
     MeterTransportProtocol,
     SmartMeterFrameContentProtocol,
     SmartMeterFrameProtocol,
+    SmartMeterMessageProtocol,
+    SmartMeterReadFrameProtocol,
 )
-from amshan.tcp_connection_factory import create_tcp_frame_connection, create_tcp_frame_content_connection
+from amshan.reader import MeterReader, ReadFrame
+from amshan.simulator import MeterSimulator, bundled_frames, bundled_keys
+from amshan.tcp_connection_factory import (
+    create_tcp_frame_connection,
+    create_tcp_frame_content_connection,
+    create_tcp_message_connection,
+)
 
 LLC = bytes.fromhex("e6e700")
 SEED = 20211201
@@ -579,3 +587,55 @@ async def test_close_before_start_returns_at_once_and_the_manager_can_run_again(
         await manager.connect_loop()
     await run_until_closed(manager, task)
     assert meter_server.accepted == 1
+
+
+# --- the MeterReader protocols: any transport, keys ---------------------------------------------------
+
+
+async def test_message_protocol_over_tcp_decrypts_each_message_of_the_simulated_meters() -> None:
+    """Ciphered Danish (HDLC) and Austrian (M-Bus) streams through a real TCP connection and the factory."""
+    for meter in ("dk", "at"):
+        frames = bundled_frames(meter)
+        ek, ak = bundled_keys(meter)
+        expected = MeterReader(ek, ak).read(b"".join(frames))
+        assert len(expected) == len(frames)
+        async with MeterSimulator(frames, interval=0.001, repeat=False) as simulator:
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            transport, protocol = await create_tcp_message_connection(
+                queue, None, simulator.host, simulator.port, encryption_key=ek, authentication_key=ak
+            )
+            try:
+                got = [await asyncio.wait_for(queue.get(), 10) for _ in frames]
+            finally:
+                transport.close()
+            await asyncio.wait_for(protocol.done, 10)
+        assert got == expected
+        assert protocol.frames_received == (2 if meter == "at" else 1) * len(frames)
+        assert protocol.last_frame_time is not None
+
+
+async def test_read_frame_protocol_queues_every_frame_with_its_message() -> None:
+    frames = bundled_frames("at")[:2]  # two M-Bus frames per message
+    queue: asyncio.Queue[ReadFrame] = asyncio.Queue()
+    protocol = SmartMeterReadFrameProtocol(queue, *bundled_keys("at"))
+    for chunk in random_chunks(b"garbage".join(frames), random.Random(5)):
+        protocol.data_received(chunk)
+    items = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert [(i.transport, i.valid, i.message is not None) for i in items] == [
+        ("mbus", True, False),
+        ("mbus", True, True),
+    ] * 2
+    assert protocol.frames_received == 4 and protocol.invalid_frames == 0
+    assert protocol.discarded_bytes >= len(b"garbage")
+
+
+async def test_message_protocol_counts_bad_frames_and_a_full_queue(caplog: pytest.LogCaptureFixture) -> None:
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+    protocol = SmartMeterMessageProtocol(queue, *bundled_keys("dk"))
+    stream = b"".join(bundled_frames("dk")[:3])
+    broken = bytearray(stream[:300])
+    broken[100] ^= 1
+    with caplog.at_level(logging.WARNING):
+        protocol.data_received(bytes(broken) + b"\x7e" + stream)
+    assert protocol.invalid_frames >= 1
+    assert queue.qsize() == 1 and protocol.queue_full_drops == 2  # bounded queue: the rest dropped, counted

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
+import subprocess
+import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
@@ -365,3 +369,34 @@ def test_a_corpus_telegram_read_through_its_learnt_layout_is_unchanged(vector: D
         assert parser.parse(variant) == parse_telegram(variant)
     plain = b"\n(" not in telegram.data and telegram.data.count(b"\r") == telegram.data.count(b"\n")
     assert (parser.layout_hits > 0) is plain
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+AMSHAN = str(Path(sys.executable).with_name("amshan"))
+
+
+def test_amshan_read_prints_every_valid_corpus_telegram_of_a_capture(tmp_path: Path) -> None:
+    capture = tmp_path / "p1.bin"
+    capture.write_bytes(b"".join(raw(v) + bytes(range(40)) for v in TELEGRAMS))  # and binary noise between
+    done = subprocess.run(
+        [AMSHAN, "read", str(capture), "--format", "json"], check=False, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(printed) == len(VALID)
+    for vector, result in zip(VALID, printed):
+        for key, stated in vector["values"].items():
+            want = TEXT_OVERRIDES.get((vector["id"], key), stated)
+            assert result[key] == pytest.approx(want) if isinstance(want, float) else result[key] == want, key
+
+
+@pytest.mark.parametrize("meter", ["p1", "p1-se", "p1-nl", "p1-be"])
+def test_amshan_demo_reads_p1_meters(meter: str) -> None:
+    argv = [AMSHAN, "demo", "--meter", meter, "--duration", "2", "--interval", "0.05", "--format", "json"]
+    done = subprocess.run(argv, check=False, capture_output=True, timeout=120, text=True)
+    assert done.returncode == 0, done.stderr
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(printed) >= 3
+    makers = {"p1": {"LGF", "ISk", "FLU"}, "p1-se": {"LGF", "KAM"}, "p1-nl": {"ISk", "KFM"}, "p1-be": {"FLU"}}
+    assert makers[meter] <= {result["meter_manufacturer_id"] for result in printed}

@@ -6,10 +6,17 @@ import argparse
 from typing import Any, TextIO
 
 from amshan.cli.formats import FORMATS, Sink
-from amshan.cli.options import DEFAULT_IDLE_TIMEOUT, EXIT_FAILURE, EXIT_OK, add_common, positive_float
+from amshan.cli.options import (
+    DEFAULT_IDLE_TIMEOUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_common,
+    add_meter_choice,
+    positive_float,
+)
 from amshan.cli.read import run_pipeline
 from amshan.cli.sources import parse_source
-from amshan.simulator import MeterSimulator, bundled_frames
+from amshan.simulator import METER_NAMES, MeterSimulator, bundled_frames, bundled_keys
 
 DEFAULT_DEMO_DURATION = 6.0
 DEFAULT_DEMO_INTERVAL = 0.5
@@ -24,6 +31,7 @@ def add_parser(commands: Any) -> None:
         " read it through the TCP connection factory and the ConnectionManager, print what it decodes.",
     )
     demo.add_argument("--format", choices=FORMATS, default="obis", help="output format (default obis)")
+    add_meter_choice(demo)
     demo.add_argument(
         "--duration", type=positive_float, default=DEFAULT_DEMO_DURATION, help="seconds to run (default 6)"
     )
@@ -38,14 +46,18 @@ def add_parser(commands: Any) -> None:
 
 async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Serve the bundled frames on a loopback port and read them back; exit 1 when nothing decoded."""
-    frames = bundled_frames("all")
+    frames = bundled_frames(args.meter)
+    encryption_key, authentication_key = bundled_keys(args.meter)
+    keys = "" if encryption_key is None else f" --encryption-key {encryption_key.hex()}"
+    if authentication_key is not None:
+        keys += f" --authentication-key {authentication_key.hex()}"
     async with MeterSimulator(frames, interval=args.interval) as simulator:
         address = f"tcp://{simulator.host}:{simulator.port}"
         stderr.write(
-            f"amshan demo: a simulated meter on {address} replays {len(frames)} real frames"
-            f" (Aidon, Kaifa, Kamstrup) every {args.interval:g} s;\n"
+            f"amshan demo: a simulated meter on {address} replays {len(frames)} real messages"
+            f" ({METER_NAMES[args.meter]}) every {args.interval:g} s;\n"
             f"amshan demo: reading it for {args.duration:g} s with: amshan read {address}"
-            f" --format {args.format}\n"
+            f" --format {args.format}{keys}\n"
         )
         stderr.flush()
         args.source = address
@@ -54,7 +66,14 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         args.database = None
         args.count = None
         args.idle_timeout = DEFAULT_IDLE_TIMEOUT
-        sink = Sink(args.format, stdout=stdout, stderr=stderr, flush_each=True)
+        sink = Sink(
+            args.format,
+            stdout=stdout,
+            stderr=stderr,
+            flush_each=True,
+            encryption_key=encryption_key,
+            authentication_key=authentication_key,
+        )
         await run_pipeline(parse_source(address), args, sink, None, stderr)
     stderr.write(f"amshan demo: {sink.decoded} messages decoded from {sink.messages} received\n")
     return EXIT_OK if sink.decoded else EXIT_FAILURE

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+from typing import Optional, Tuple
 
+from amshan.cipher import parse_key
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
+from amshan.simulator import METERS, P1_METERS
 
 DEFAULT_IDLE_TIMEOUT = 60.0  # meters push at least every 10 s; a minute of silence means a dead link
 EXIT_OK = 0
@@ -75,6 +79,77 @@ def add_source(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages (or frames)")
+
+
+KEY_HELP = (
+    "Ciphered meters (Denmark, Austria, Switzerland, Luxembourg, Poland) need the meter's keys, 32 hex digits"
+    " each, from the grid operator (DSO). On the command line they show in the process list: prefer"
+    " --key-file or the environment (AMSHAN_ENCRYPTION_KEY, AMSHAN_AUTHENTICATION_KEY). Keys are never"
+    " printed or logged."
+)
+
+
+def add_keys(parser: argparse.ArgumentParser) -> None:
+    """Add the options that give the meter's encryption and authentication keys."""
+    group = parser.add_argument_group("encrypted meters", KEY_HELP)
+    group.add_argument("--encryption-key", metavar="HEX", help="the encryption key (GUEK; Kamstrup: GPK60)")
+    group.add_argument(
+        "--authentication-key",
+        metavar="HEX",
+        help="the authentication key (GAK; Kamstrup: GPK61): with it every message's tag is checked",
+    )
+    group.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="a file with the encryption key on its first line and the authentication key on its second"
+        " (blank lines and # comments ignored)",
+    )
+
+
+def keys_of(args: argparse.Namespace) -> Tuple[Optional[bytes], Optional[bytes]]:
+    """Return (encryption key, authentication key) from the options, the key file or the environment.
+
+    An option wins over the key file, which wins over the environment; a bad key is a usage error whose
+    message never shows the key.
+    """
+    texts = [
+        os.environ.get("AMSHAN_ENCRYPTION_KEY") or None,
+        os.environ.get("AMSHAN_AUTHENTICATION_KEY") or None,
+    ]
+    if args.key_file is not None:
+        try:
+            with open(args.key_file, encoding="utf-8") as file:
+                lines = [line.split("#", 1)[0].strip() for line in file]
+        except OSError as error:
+            raise UsageError(f"cannot read the key file {args.key_file!r}: {error.strerror}") from None
+        lines = [line for line in lines if line]
+        if not 1 <= len(lines) <= 2:
+            raise UsageError(f"expected one or two keys in {args.key_file!r}, found {len(lines)} lines")
+        texts = [*lines, None][:2]
+    for index, option in enumerate((args.encryption_key, args.authentication_key)):
+        if option is not None:
+            texts[index] = option
+    keys = []
+    for text, name in zip(texts, ("encryption key", "authentication key")):
+        try:
+            keys.append(None if text is None else parse_key(text, name))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    if keys[1] is not None and keys[0] is None:
+        raise UsageError("an authentication key was given without an encryption key")
+    return keys[0], keys[1]
+
+
+def add_meter_choice(parser: argparse.ArgumentParser) -> None:
+    """Add ``--meter``: whose bundled frames the simulated meter sends (``demo``, ``simulate``)."""
+    parser.add_argument(
+        "--meter",
+        choices=(*METERS, "all", *P1_METERS, "p1"),
+        default="all",
+        help="whose frames (default all: Aidon, Kaifa and Kamstrup interleaved); dk and at are ciphered"
+        " (Danish Kamstrup in HDLC, Austrian M-Bus) and read with their public keys; p1-se, p1-nl, p1-be"
+        " are Swedish, Dutch and Belgian P1 telegrams (p1: all three)",
+    )
 
 
 def add_influxdb_options(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,9 @@ from amshan.cli.options import (
     UsageError,
     add_common,
     add_influxdb_options,
+    add_keys,
     add_source,
+    keys_of,
 )
 from amshan.cli.sources import Source, make_writer, parse_source, read_live, read_recorded, stop_on_signals
 from amshan.influxdb import InfluxDbWriter, PointMaker
@@ -34,17 +36,20 @@ def add_parser(commands: Any) -> None:
         choices=FORMATS,
         default="json",
         help="json: one JSON object per message (default); obis: every item by OBIS code with value and unit;"
-        " frames: every HDLC frame with its addresses, control field and checks",
+        " frames: every frame (HDLC, M-Bus, bare ciphered APDU) with its fields and checks, and the security"
+        " header (system title, security control, invocation counter) of each ciphered message",
     )
     read.add_argument("--influxdb", dest="influxdb_url", metavar="URL", help="also write to InfluxDB at URL")
     read.add_argument("--database", help="InfluxDB database (with --influxdb)")
     add_influxdb_options(read)
+    add_keys(read)
     add_common(read)
 
 
 async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Read the source into stdout in the chosen format (and InfluxDB when asked); return the exit status."""
     source = parse_source(args.source)
+    encryption_key, authentication_key = keys_of(args)
     if args.hex and source.is_live:
         raise UsageError("--hex reads hex text from a file or stdin, not from a live meter")
     writer = None
@@ -62,6 +67,8 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         point_maker=PointMaker(args.measurement, use_meter_time=not args.receive_time) if writer else None,
         flush_each=source.is_live,
         limit=args.count,
+        encryption_key=encryption_key,
+        authentication_key=authentication_key,
     )
     return await run_pipeline(source, args, sink, writer, stderr)
 

@@ -6,9 +6,9 @@ import argparse
 import asyncio
 from typing import Any, TextIO
 
-from amshan.cli.options import EXIT_OK, add_common, positive_float
+from amshan.cli.options import EXIT_OK, add_common, add_meter_choice, positive_float
 from amshan.cli.sources import stop_on_signals, until
-from amshan.simulator import DEFAULT_INTERVAL, METERS, P1_METERS, MeterSimulator, bundled_frames
+from amshan.simulator import DEFAULT_INTERVAL, METER_NAMES, MeterSimulator, bundled_frames, bundled_keys
 
 
 def add_parser(commands: Any) -> None:
@@ -21,13 +21,7 @@ def add_parser(commands: Any) -> None:
     )
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     simulate.add_argument("--port", type=int, default=0, help="TCP port (default 0: any free port)")
-    simulate.add_argument(
-        "--meter",
-        choices=(*METERS, "all", *P1_METERS, "p1"),
-        default="all",
-        help="whose frames to send: an HDLC meter, all three (default), a P1 meter (Swedish, Dutch, Belgian"
-        " telegrams) or p1 (all three)",
-    )
+    add_meter_choice(simulate)
     simulate.add_argument(
         "--interval",
         type=positive_float,
@@ -44,14 +38,8 @@ def add_parser(commands: Any) -> None:
 async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Serve the chosen meter's frames until Ctrl-C or ``--duration``; return the exit status."""
     frames = bundled_frames(args.meter)
-    who = {
-        "all": "Aidon, Kaifa and Kamstrup",
-        "p1": "Swedish, Dutch and Belgian P1",
-        "p1-se": "Swedish P1",
-        "p1-nl": "Dutch P1",
-        "p1-be": "Belgian P1",
-    }.get(args.meter, args.meter.capitalize())
-    what = "telegrams" if args.meter.startswith("p1") else "frames"
+    who = METER_NAMES[args.meter]
+    encryption_key, authentication_key = bundled_keys(args.meter)
     stop = asyncio.Event()
     with stop_on_signals(stop):
         async with MeterSimulator(
@@ -59,9 +47,15 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         ) as simulator:
             stdout.write(f"amshan simulate: listening on tcp://{simulator.host}:{simulator.port}\n")
             stdout.write(
-                f"amshan simulate: each client gets {len(frames)} real {who} {what},"
+                f"amshan simulate: each client gets {len(frames)} real {who} frames,"
                 f" one every {args.interval:g} s{', once' if args.once else ', in a loop'}; Ctrl-C stops\n"
             )
+            if encryption_key is not None:  # public demo keys, printed so that the stream can be read
+                stdout.write(
+                    f"amshan simulate: read it with --encryption-key {encryption_key.hex()}"
+                    + (f" --authentication-key {authentication_key.hex()}" if authentication_key else "")
+                    + "\n"
+                )
             stdout.flush()
             if args.duration is not None:
                 await until(asyncio.sleep(args.duration), stop)

@@ -17,15 +17,12 @@ from typing import Any, TextIO
 
 from amshan.cli.formats import Progress, Sink
 from amshan.cli.options import UsageError
-from amshan.hdlc import HdlcFrame, HdlcFrameReader
 from amshan.influxdb import InfluxDbWriter
 from amshan.meter_connection import ConnectionManager, MeterTransportProtocol
-from amshan.serial_connection_factory import (
-    create_serial_frame_connection,
-    create_serial_frame_content_connection,
-)
+from amshan.reader import MeterReader
+from amshan.serial_connection_factory import create_serial_read_frame_connection
 from amshan.simulator import parse_hex_line
-from amshan.tcp_connection_factory import create_tcp_frame_connection, create_tcp_frame_content_connection
+from amshan.tcp_connection_factory import create_tcp_read_frame_connection
 
 _CHUNK_SIZE = 1 << 16
 _QUEUE_SIZE = 1000
@@ -148,7 +145,10 @@ def _start_reader_thread(
 async def read_recorded(
     source: Source, as_hex: bool, sink: Sink, stop: asyncio.Event, stderr: TextIO
 ) -> None:
-    """Read a capture file or stdin to its end (or until stopped), feeding every frame to the sink."""
+    """Read a capture file or stdin to its end (or until stopped), feeding every frame to the sink.
+
+    The frames may be of any transport (HDLC, M-Bus, bare ciphered APDUs): MeterReader tells them apart.
+    """
     if source.kind == "stdin":
         fd = sys.stdin.fileno()
         total = None
@@ -161,7 +161,7 @@ async def read_recorded(
     progress = Progress(stderr, total, sink) if source.kind == "file" and stderr.isatty() else None
     queue: asyncio.Queue[Any] = asyncio.Queue()
     slots = _start_reader_thread(fd, source.kind == "file", as_hex, asyncio.get_running_loop(), queue)
-    reader = HdlcFrameReader()
+    reader = MeterReader(*sink.keys)
     try:
         while not stop.is_set() and not sink.finished.is_set():
             item = await until(queue.get(), stop)
@@ -172,7 +172,7 @@ async def read_recorded(
             if kind == "error":
                 sink.complaints.report(str(payload))
             else:
-                for frame in reader.read(payload):
+                for frame in reader.read_frames(payload):
                     sink.frame(frame)
                     if sink.finished.is_set():
                         break
@@ -196,29 +196,35 @@ async def until(awaitable: Awaitable[Any], stop: asyncio.Event) -> Any:
 
 
 async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: asyncio.Event) -> None:
-    """Read a serial port or TCP stream through the ConnectionManager until stopped."""
+    """Read a serial port or TCP stream (any transport) through the ConnectionManager until stopped."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=_QUEUE_SIZE)
     factory: Callable[[], Awaitable[MeterTransportProtocol]]
+    encryption_key, authentication_key = sink.keys
     if source.kind == "tcp":
-        create_tcp = create_tcp_frame_connection if sink.wants_frames else create_tcp_frame_content_connection
 
         def factory() -> Awaitable[MeterTransportProtocol]:
-            return create_tcp(queue, loop, source.host, source.port)
+            return create_tcp_read_frame_connection(
+                queue,
+                loop,
+                source.host,
+                source.port,
+                encryption_key=encryption_key,
+                authentication_key=authentication_key,
+            )
 
     else:
-        create_serial = (
-            create_serial_frame_connection if sink.wants_frames else create_serial_frame_content_connection
-        )
 
         def factory() -> Awaitable[MeterTransportProtocol]:
-            return create_serial(
+            return create_serial_read_frame_connection(
                 queue,
                 loop,
                 url=source.location,
                 baudrate=args.baudrate,
                 parity=args.parity,
                 bytesize=args.bytesize,
+                encryption_key=encryption_key,
+                authentication_key=authentication_key,
             )
 
     idle_timeout = args.idle_timeout if args.idle_timeout > 0 else None
@@ -229,10 +235,7 @@ async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: 
             item = await until(queue.get(), stop)
             if item is None:
                 break
-            if isinstance(item, HdlcFrame):
-                sink.frame(item)
-            else:
-                sink.message(item)
+            sink.frame(item)
     finally:
         manager.close()
         await asyncio.wait({connect_task}, timeout=10)
