@@ -7,7 +7,7 @@ import struct
 from operator import itemgetter
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-from amshan import aidon, generic, kaifa, kamstrup
+from amshan import aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
@@ -25,6 +25,8 @@ DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
     aidon.NAME: aidon.decode_message,
     kaifa.NAME: kaifa.decode_message,
     kamstrup.NAME: kamstrup.decode_message,
+    iskra.NAME: iskra.decode_message,
+    landisgyr.NAME: landisgyr.decode_message,
     generic.NAME: generic.decode_message,
 }
 """Every decoder by the name AutoDecoder reports for it."""
@@ -181,7 +183,9 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
         if first == b"\x0a":
             return (kamstrup.NAME, generic.NAME)
         if first in (b"\x09", b"\x06"):
-            return (kaifa.NAME, generic.NAME)
+            return (kaifa.NAME, iskra.NAME, generic.NAME)
+        if first == b"\x12":
+            return (landisgyr.NAME, generic.NAME)
         return (generic.NAME,)
     return ()
 
@@ -236,7 +240,7 @@ class AutoDecoder:
 
     @property
     def previous_success_decoder(self) -> Optional[str]:
-        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Generic", "P1", ...)."""
+        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Iskraemeco", "P1", ...)."""
         return self._previous
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:
@@ -376,4 +380,6 @@ class AutoDecoder:
     def _warn(self, message: str, detail: str) -> None:
         """Log a rate-limited warning about frame content that garbage input can trigger."""
         if self._warnings.ready():
-            _LOGGER.warning(message + " (%d similar warnings suppressed)", detail, self._warnings.held_back)
+            _LOGGER.warning(
+                message + "%s", detail, self._warnings.held_back_note("similar warnings suppressed")
+            )

@@ -310,11 +310,11 @@ class Decipherer:
             if limiter.ready():
                 _LOGGER.warning(
                     "Invocation counter of system title %s went back from %d to %d: a replayed or repeated "
-                    "message (%d more not logged)",
+                    "message%s",
                     describe_system_title(apdu.system_title),
                     previous,
                     apdu.invocation_counter,
-                    limiter.held_back,
+                    limiter.held_back_note("more not logged"),
                 )
         elif previous is None and len(counters) >= _MAX_SYSTEM_TITLES:
             counters.clear()
@@ -331,10 +331,10 @@ class Decipherer:
         if limiter.ready():
             _LOGGER.error(
                 "No data from a ciphered message of system title %s (security control 0x%02x, invocation "
-                "counter %d): %s (%d more not logged)",
+                "counter %d): %s%s",
                 describe_system_title(apdu.system_title),
                 apdu.security_control,
                 apdu.invocation_counter,
                 reason,
-                limiter.held_back,
+                limiter.held_back_note("more not logged"),
             )

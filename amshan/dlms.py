@@ -236,10 +236,10 @@ class BlockTransferAssembler:
         self.dropped_messages += 1
         if self._warnings.ready():
             _LOGGER.warning(
-                "Dropped a block-transfer sequence after %d blocks: %s (%d more drops not logged)",
+                "Dropped a block-transfer sequence after %d blocks: %s%s",
                 len(self._parts),
                 reason,
-                self._warnings.held_back,
+                self._warnings.held_back_note("more drops not logged"),
             )
         self._parts = []
         self._size = 0

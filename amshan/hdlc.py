@@ -555,10 +555,10 @@ class HdlcMessageAssembler:
             self._loss_counted = True
             if self._warnings.ready():
                 _LOGGER.warning(
-                    "Dropped a segmented message after %d segments: %s (%d more drops not logged)",
+                    "Dropped a segmented message after %d segments: %s%s",
                     len(self._parts),
                     reason,
-                    self._warnings.held_back,
+                    self._warnings.held_back_note("more drops not logged"),
                 )
         self._parts = []
         self._size = 0

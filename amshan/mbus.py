@@ -151,10 +151,10 @@ class MbusMessageAssembler:
         self.dropped_messages += 1
         if self._warnings.ready():
             _LOGGER.warning(
-                "Dropped an M-Bus message after %d segments: %s (%d more drops not logged)",
+                "Dropped an M-Bus message after %d segments: %s%s",
                 len(self._parts),
                 reason,
-                self._warnings.held_back,
+                self._warnings.held_back_note("more drops not logged"),
             )
         self._parts = []
         self._size = 0

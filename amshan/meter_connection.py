@@ -96,6 +96,8 @@ class SmartMeterStreamProtocol(asyncio.Protocol, metaclass=ABCMeta):
         self._queue_full_log = LogLimiter(self.LOG_INTERVAL_SEC)
         self._garbage_log = LogLimiter(self.LOG_INTERVAL_SEC)
         self._error_log = LogLimiter(self.LOG_INTERVAL_SEC)
+        # Called with every chunk of bytes as received, before framing (e.g. to record a capture).
+        self.on_data: Optional[Callable[[bytes], None]] = None
 
     @property
     def done(self) -> Awaitable[None]:
@@ -148,6 +150,15 @@ class SmartMeterStreamProtocol(asyncio.Protocol, metaclass=ABCMeta):
     @abstractmethod
     def data_received(self, data: bytes) -> None:
         """Read the next bytes of the stream; never raises, whatever the bytes."""
+
+    def _tell_listener(self, data: bytes) -> None:
+        """Hand the received bytes to on_data, if set, before any framing; its failure is only logged."""
+        if self.on_data is not None:
+            try:
+                self.on_data(data)
+            except Exception:  # the listener's failure must not cost the meter's data
+                if self._error_log.ready():
+                    _LOGGER.exception("%s: the on_data listener failed", self._name())
 
     def _log_garbage_summary(self, force: bool = False) -> None:
         invalid = self.invalid_frames - self._summarised_invalid
@@ -205,6 +216,7 @@ class SmartMeterBaseProtocol(SmartMeterStreamProtocol):
 
     def data_received(self, data: bytes) -> None:
         """Cut data into frames and hand each to frame_received; never raises, whatever the bytes."""
+        self._tell_listener(data)
         try:
             frames = self._frame_reader.read(data)
         except Exception:  # a reader bug must not kill the connection: report it and go on
@@ -287,6 +299,7 @@ class _MeterReaderProtocol(SmartMeterStreamProtocol):
 
     def data_received(self, data: bytes) -> None:
         """Read data with the MeterReader and deliver what it completes; never raises, whatever the bytes."""
+        self._tell_listener(data)
         stats = self.reader.stats
         valid, invalid = stats.valid_frames, stats.invalid_frames
         try:

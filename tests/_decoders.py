@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Callable, Optional
 
-from amshan import DecodeError, aidon, generic, kaifa, kamstrup
+from amshan import DecodeError, aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan.autodecoder import AutoDecoder
 from amshan.dlms import BlockTransferAssembler, decode_data_notification
 from amshan.fastframecheck import crc16_x25
@@ -19,6 +19,8 @@ DECODERS: dict[str, Callable[[bytes], Any]] = {
     "aidon": aidon.decode_frame_content,
     "kaifa": kaifa.decode_frame_content,
     "kamstrup": kamstrup.decode_frame_content,
+    "iskra": iskra.decode_frame_content,
+    "landisgyr": landisgyr.decode_frame_content,
     "generic": generic.decode_frame_content,
     "dlms": decode_data_notification,
 }

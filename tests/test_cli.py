@@ -285,10 +285,12 @@ def test_wrong_or_missing_keys_give_no_data_and_name_the_system_title_never_a_ke
         ["--encryption-key", ek.hex(), "--authentication-key", other.hex()],
     ):
         result = run_amshan("read", str(path), *keys)
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == 1, result.stderr  # nothing decoded
         assert result.stdout == ""
+        advice = "keys given do not decrypt them: check the keys" if keys else "pass the meter's key"
+        assert f"{count} messages, 0 decoded; the messages are encrypted" in result.stderr
+        assert result.stderr.rstrip().endswith(advice), result.stderr
         assert "system title 4b414d4501ac4d6e (KAM)" in result.stderr
-        assert f"{count} messages, 0 decoded" in result.stderr
         for key in (ek, ak, other):
             assert key.hex() not in result.stderr.lower()
     for bad in (
@@ -472,6 +474,9 @@ def test_progress_bar_on_a_terminal_only(capture: tuple[Path, list[dict[str, Any
     size = path.stat().st_size
     assert b"\r[" in terminal and b"100.0%" in terminal and f"{size:,} bytes".encode() in terminal
     assert f"{len(vectors)} messages".encode() in terminal
+    # The last drawing: decoded messages, the rate and the time left.
+    last = [drawing for drawing in terminal.decode().split("\r") if drawing.startswith("[")][-1]
+    assert re.search(rf"  {len(vectors)} messages  {len(vectors)} decoded  [\d,]+/s  0:00 left", last), last
     assert "100.0%" not in run_amshan("read", str(path)).stderr  # stderr is a pipe here: no bar
 
 

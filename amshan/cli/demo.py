@@ -12,6 +12,7 @@ from amshan.cli.options import (
     EXIT_OK,
     add_common,
     add_meter_choice,
+    epilog,
     positive_float,
 )
 from amshan.cli.read import run_pipeline
@@ -29,6 +30,7 @@ def add_parser(commands: Any) -> None:
         help="read a simulated meter for a few seconds (no hardware needed)",
         description="Start a simulated meter on 127.0.0.1 that replays real Aidon, Kaifa and Kamstrup frames,"
         " read it through the TCP connection factory and the ConnectionManager, print what it decodes.",
+        epilog=epilog(),
     )
     demo.add_argument("--format", choices=FORMATS, default="obis", help="output format (default obis)")
     add_meter_choice(demo)
@@ -66,6 +68,7 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         args.database = None
         args.count = None
         args.idle_timeout = DEFAULT_IDLE_TIMEOUT
+        args.save = None
         sink = Sink(
             args.format,
             stdout=stdout,
