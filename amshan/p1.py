@@ -63,10 +63,14 @@ _TRAILER_PREFIX = re.compile(rb"![0-9A-F]{0,3}\r?\Z")
 
 
 class P1Telegram(NamedTuple):
-    """One telegram cut from the stream: its bytes from ``/`` to ``!`` and the CRC sent (None when absent)."""
+    """A telegram cut from the stream: bytes ``/`` .. ``!``, the CRC sent (None: absent), the whole telegram.
+
+    ``raw`` is the telegram through its CRC line, ended CR LF (to pass on whole: to a reader, a file).
+    """
 
     data: bytes
     crc: Optional[int]
+    raw: bytes = b""
 
     @property
     def is_valid(self) -> bool:
@@ -165,8 +169,10 @@ class P1TelegramReader:
             digits = trailer.group(1) or trailer.group(3)
             if out is not None and start > emitted:
                 out.append(buffer[emitted:start])
-            items.append(P1Telegram(buffer[start : at + 1], int(digits, 16) if digits else None))
             position = emitted = trailer.end()
+            crc = int(digits, 16) if digits else None
+            raw = buffer[start : at + 1 + len(digits or b"")] + b"\r\n"
+            items.append(P1Telegram(buffer[start : at + 1], crc, raw))
             start = -1
         if out is not None and start > emitted:
             out.append(buffer[emitted:start])

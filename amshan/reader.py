@@ -24,7 +24,7 @@ from amshan.framing import Framer, FrameScanner
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 from amshan.items import ItemValue
 from amshan.mbus import MbusFramer, MbusMessageAssembler, parse_frame
-from amshan.p1 import P1Parser, P1TelegramReader
+from amshan.p1 import P1Parser, P1Telegram, P1TelegramReader
 
 __all__ = ["MeterReader", "ReadFrame", "ReaderStats"]
 
@@ -134,21 +134,26 @@ class MeterReader:
             if isinstance(item, bytes):
                 self._read_binary(item, results, frames)
             else:
-                self._telegram(item.data, item.is_valid, results, frames)
+                self._telegram(item, results, frames)
         return results
 
     def _telegram(
-        self, data: bytes, valid: bool, results: List[Dict[str, ItemValue]], frames: Optional[List[ReadFrame]]
+        self, telegram: P1Telegram, results: List[Dict[str, ItemValue]], frames: Optional[List[ReadFrame]]
     ) -> None:
-        """Parse one P1 telegram whose CRC matched (or was absent) into results (or list it in frames)."""
+        """Parse one P1 telegram whose CRC matched (or was absent) into results (or list it in frames).
+
+        Listed, its frame is the telegram as received and its message the telegram cut at '!' (CRC checked).
+        """
         stats = self.stats
+        data = telegram.data
+        valid = telegram.is_valid
         if not valid:
             stats.invalid_frames += 1
         else:
             stats.valid_frames += 1
             stats.transports["p1"] = stats.transports.get("p1", 0) + 1
         if frames is not None:
-            frames.append(ReadFrame("p1", data, valid, data if valid else None))
+            frames.append(ReadFrame("p1", telegram.raw, valid, data if valid else None))
             if valid:
                 self._count(1, 0, False)
         elif valid:

@@ -1,8 +1,9 @@
 """The ``amshan`` command: read a meter (serial, TCP, file, stdin), print it, or forward it to InfluxDB.
 
 Subcommands: ``read`` (print each message as JSON, as OBIS items, or each HDLC frame), ``forward-influxdb``,
-``demo`` (a simulated meter read through the real TCP connection and ConnectionManager) and ``simulate``
-(the simulated meter alone). Run ``amshan --help`` or ``amshan COMMAND --help``. Each command is a module of
+``demo`` (a simulated meter read through the real TCP connection and ConnectionManager), ``simulate``
+(the simulated meter alone) and ``serve`` (a live web page, JSON API and Prometheus metrics). Run
+``amshan --help`` or ``amshan COMMAND --help``. Each command is a module of
 this package; ``sources`` opens sources and sinks, ``formats`` prints, ``options`` holds what they share.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, Callable, Optional, TextIO
 
 from amshan import __version__
-from amshan.cli import demo, forward_influxdb, probe, read, simulate
+from amshan.cli import demo, forward_influxdb, probe, read, serve, simulate
 from amshan.cli.demo import DEFAULT_DEMO_DURATION, DEFAULT_DEMO_INTERVAL
 from amshan.cli.formats import Sink, describe_frame
 from amshan.cli.options import (
@@ -56,6 +57,7 @@ _COMMANDS: dict[str, _Command] = {
     "demo": demo.run,
     "simulate": simulate.run,
     "probe": probe.run,
+    "serve": serve.run,
 }
 
 
@@ -70,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"amshan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for command in (read, forward_influxdb, probe, demo, simulate):
+    for command in (read, forward_influxdb, probe, demo, simulate, serve):
         command.add_parser(commands)
     return parser
 

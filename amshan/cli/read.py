@@ -31,6 +31,7 @@ from amshan.cli.sources import (
     parse_source,
     read_live,
     read_recorded,
+    stop_watchers,
     until,
 )
 from amshan.influxdb import InfluxDbWriter, PointMaker
@@ -94,11 +95,7 @@ async def run_pipeline(
     """Feed the source to the sink until it ends, stops or times out; drain the writer; return the status."""
     save = Capture(args.save) if args.save else None
     stop = asyncio.Event()
-    watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(sink.finished.wait())]
-    if args.duration is not None:
-        watchers.append(asyncio.ensure_future(asyncio.sleep(args.duration)))
-    for watcher in watchers:
-        watcher.add_done_callback(lambda _: stop.set())
+    watchers = stop_watchers(stop, sink, args.duration)
     writer_task = asyncio.ensure_future(writer.run()) if writer is not None else None
     started = time.monotonic()
     try:

@@ -252,8 +252,12 @@ async def read_live(
     stderr: TextIO,
     *,
     save: Capture | None = None,
+    managed: Callable[[ConnectionManager], None] | None = None,
 ) -> Reading:
-    """Read a serial port or TCP stream (any transport) through the ConnectionManager until stopped."""
+    """Read a serial port or TCP stream (any transport) through the ConnectionManager until stopped.
+
+    ``managed`` is given the manager before it connects (``serve`` reports its connections as health).
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=_QUEUE_SIZE)
     connect: Callable[[], Awaitable[MeterTransportProtocol]]
@@ -314,6 +318,8 @@ async def read_live(
 
     idle_timeout = args.idle_timeout if args.idle_timeout > 0 else None
     manager = ConnectionManager(factory, idle_timeout=idle_timeout)
+    if managed is not None:
+        managed(manager)
     connect_task = asyncio.ensure_future(manager.connect_loop())
     try:
         while not stop.is_set() and not sink.finished.is_set():
@@ -415,6 +421,16 @@ class QuietReported(logging.Filter):
             return False
         args = record.args if isinstance(record.args, tuple) else ()
         return record.msg is not DRAIN_ENDED and not any(isinstance(arg, SourceError) for arg in args)
+
+
+def stop_watchers(stop: asyncio.Event, sink: Sink, duration: float | None) -> list[asyncio.Future[Any]]:
+    """Set ``stop`` once the sink has finished or ``duration`` seconds passed; cancel the result to stop."""
+    watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(sink.finished.wait())]
+    if duration is not None:
+        watchers.append(asyncio.ensure_future(asyncio.sleep(duration)))
+    for watcher in watchers:
+        watcher.add_done_callback(lambda _: stop.set())
+    return watchers
 
 
 @contextlib.contextmanager
