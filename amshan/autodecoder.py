@@ -203,6 +203,11 @@ def _ciphering_offset(frame_content: bytes) -> int:
         return -1
 
 
+def _is_telegram(content: object) -> bool:
+    """Return True when message content is a P1 telegram (text from '/'), False for anything else."""
+    return isinstance(content, (bytes, bytearray, memoryview)) and content[:1] == b"/"
+
+
 def _is_whole_apdu(plaintext: bytes) -> bool:
     """Return True when the plaintext parses as one whole data-notification."""
     try:
@@ -245,7 +250,7 @@ class AutoDecoder:
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:
         """Decode an information field (LLC header optional) into manufacturer, date-time, items; or None."""
-        if frame_content[:1] == b"/":  # a P1 telegram cut from the stream (MeterReader.read_frames)
+        if _is_telegram(frame_content):  # a P1 telegram cut from the stream (MeterReader.read_frames)
             return self._telegram(frame_content, False, telegram_message)
         pos = _ciphering_offset(frame_content)
         if pos < 0:
@@ -343,7 +348,7 @@ class AutoDecoder:
         a ciphered one is decoded through its plaintext; any other message goes through the full decoder,
         whose result then becomes the shape of its length.
         """
-        if frame_content[:1] == b"/":  # a P1 telegram cut from the stream (MeterReader.read_frames)
+        if _is_telegram(frame_content):  # a P1 telegram cut from the stream (MeterReader.read_frames)
             return self._telegram(frame_content, False, telegram_dict)
         try:
             shape = self._shapes.get(len(frame_content))
