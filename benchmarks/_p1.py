@@ -145,7 +145,7 @@ def report_p1(results: Dict[str, Dict[str, Dict[str, Any]]]) -> Dict[str, Any]:
         value = results[name][impl].get("telegrams_per_s")
         return None if value is None else float(value)
 
-    print("\n(e) P1 bytes -> dicts, telegrams/s  (MeterReader; dsmr_parser buffer + parser, CRC on)")
+    print("\n(f) P1 bytes -> dicts, telegrams/s  (MeterReader; dsmr_parser buffer + parser, CRC on)")
     header = f"{'meter':<20}{'ours':>10}{'dsmr':>10}{'floor':>10}{'ours/dsmr':>11}{'ours/floor':>12}"
     print(header)
     print("-" * len(header))

@@ -592,7 +592,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     parser.add_argument("--only", choices=["ours", "old", "floor"], action="append", help="run only these")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
-    parser.add_argument("--p1", action="store_true", help="only the P1 part (e): MeterReader vs dsmr_parser")
+    parser.add_argument("--p1", action="store_true", help="only the P1 part (f): MeterReader vs dsmr_parser")
     args = parser.parse_args()
     cfg = dict(QUICK if args.quick else FULL)
     if args.p1:
