@@ -6,7 +6,14 @@ import argparse
 from typing import Any, TextIO
 
 from amshan.cli import read
-from amshan.cli.options import SERIAL_HELP, add_common, add_mqtt_publish_options, add_source, epilog
+from amshan.cli.options import (
+    SERIAL_HELP,
+    add_common,
+    add_keys,
+    add_mqtt_publish_options,
+    add_source,
+    epilog,
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -26,6 +33,7 @@ def add_parser(commands: Any) -> None:
         help="mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://... (password also from AMSHAN_MQTT_PASSWORD)",
     )
     add_mqtt_publish_options(forward, "--max-buffer")
+    add_keys(forward)
     forward.set_defaults(influxdb_url=None, database=None)
     add_common(forward)
 
