@@ -1,9 +1,10 @@
 """One sans-IO entry point for a meter's byte stream: bytes in any chunking in, decoded dictionaries out.
 
-``MeterReader`` finds the frames of every transport it knows on its own, in stream order: P1 telegrams
-(text, through ``P1TelegramReader``), in the bytes outside them HDLC frames (the common case, through the
-tuned ``HdlcFrameReader``), then, in the bytes outside those, the frames of the other transports (wired
-M-Bus long frames, bare authenticated ciphered APDUs) through one ``FrameScanner``.  It reassembles
+``MeterReader`` finds the frames of every transport it knows on its own, in stream order: HDLC frames
+first (the common case, through the tuned ``HdlcFrameReader``), in the bytes outside them P1 telegrams (text,
+through ``P1TelegramReader``: a telegram inside an HDLC frame's data stays that frame's), then, in the bytes
+outside those, the frames of the other transports (wired M-Bus long frames, bare authenticated ciphered
+APDUs) through one ``FrameScanner``.  It reassembles
 messages (HDLC segments, DLMS general-block-transfer, M-Bus segments), decrypts them with the meter's keys
 and decodes them.  It keeps all state of one stream (partial frames, segments, invocation counters); one
 process holds one reader per meter.  It never raises: noise and damaged or undecryptable messages produce
@@ -76,9 +77,9 @@ class MeterReader:
         self._hdlc = HdlcMessageAssembler()
         self._blocks = BlockTransferAssembler()
         self._mbus = MbusMessageAssembler()
-        self._p1 = P1TelegramReader()  # first: the bytes outside telegrams go on to the binary readers
+        self._p1 = P1TelegramReader()  # after HDLC: the bytes outside telegrams go on to the scanner
         self._p1_parser = P1Parser()
-        # The transports found in the bytes outside P1 telegrams and HDLC frames.
+        # The transports found in the bytes outside HDLC frames and P1 telegrams.
         transports = [_Transport(MbusFramer(), self._mbus_message, self._mbus_damaged)]
         decipherer = self._decoder.decipherer
         if decipherer.checks_tags:  # a bare APDU is told from noise only by its verified tag
@@ -130,11 +131,7 @@ class MeterReader:
         """Cut the chunk into telegrams and frames, reassemble and decode; with frames, list those instead."""
         self.stats.bytes_read += len(chunk)
         results: List[Dict[str, ItemValue]] = []
-        for item in self._p1.read_interleaved(chunk):
-            if isinstance(item, bytes):
-                self._read_binary(item, results, frames)
-            else:
-                self._telegram(item, results, frames)
+        self._read_hdlc(chunk, results, frames)
         return results
 
     def _telegram(
@@ -162,10 +159,10 @@ class MeterReader:
             stats.decoded += 1
             stats.last_decoder = "P1"
 
-    def _read_binary(
+    def _read_hdlc(
         self, chunk: bytes, results: List[Dict[str, ItemValue]], frames: Optional[List[ReadFrame]]
     ) -> None:
-        """Cut bytes outside P1 telegrams into frames, reassemble and decode the messages they complete."""
+        """Cut the chunk into HDLC frames (the rest goes on to _read_other), reassemble and decode."""
         stats = self.stats
         assembler = self._hdlc
         blocks = self._blocks
@@ -211,7 +208,17 @@ class MeterReader:
     def _read_other(
         self, data: bytes, results: List[Dict[str, ItemValue]], frames: Optional[List[ReadFrame]]
     ) -> None:
-        """Find the frames of the other transports in bytes outside HDLC frames; decode their messages."""
+        """Find P1 telegrams in bytes outside HDLC frames, then the other transports' frames outside those."""
+        for item in self._p1.read_interleaved(data):
+            if isinstance(item, bytes):
+                self._scan(item, results, frames)
+            else:
+                self._telegram(item, results, frames)
+
+    def _scan(
+        self, data: bytes, results: List[Dict[str, ItemValue]], frames: Optional[List[ReadFrame]]
+    ) -> None:
+        """Find the frames of the other transports in bytes outside HDLC frames and P1 telegrams; decode."""
         stats = self.stats
         transports = self._transports
         counts = stats.transports
