@@ -15,6 +15,7 @@ from amshan.cipher import CIPHERING_TAGS, CipherStats, Decipherer, parse_ciphere
 from amshan.dlms import LLC_HEADER, apdu_offset, decode_data_notification, read_notification_header
 from amshan.items import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
 from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME
+from amshan.p1 import telegram_dict, telegram_message
 
 __all__ = ["DECODERS", "AutoDecoder", "MeterItem"]
 
@@ -202,6 +203,11 @@ def _ciphering_offset(frame_content: bytes) -> int:
         return -1
 
 
+def _is_telegram(content: object) -> bool:
+    """Return True when message content is a P1 telegram (text from '/'), False for anything else."""
+    return isinstance(content, (bytes, bytearray, memoryview)) and content[:1] == b"/"
+
+
 def _is_whole_apdu(plaintext: bytes) -> bool:
     """Return True when the plaintext parses as one whole data-notification."""
     try:
@@ -239,20 +245,39 @@ class AutoDecoder:
 
     @property
     def previous_success_decoder(self) -> Optional[str]:
-        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Iskraemeco", ...)."""
+        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Iskraemeco", "P1", ...)."""
         return self._previous
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:
         """Decode an information field (LLC header optional) into manufacturer, date-time, items; or None."""
+        if _is_telegram(frame_content):  # a P1 telegram cut from the stream (MeterReader.read_frames)
+            return self._telegram(frame_content, False, telegram_message)
         pos = _ciphering_offset(frame_content)
         if pos < 0:
             return self._decode(frame_content, None)
-        return self._deciphered(frame_content, pos, lambda content: self._decode(content, None))
+        return self._deciphered(
+            frame_content, pos, lambda content: self._decode(content, None), telegram_message
+        )
+
+    def _telegram(
+        self, content: bytes, authenticated: bool, decode: Callable[[bytes, bool], Optional[_T]]
+    ) -> Optional[_T]:
+        """Decode a P1 telegram (text) with decode; remember "P1" as the decoder when it gives a result."""
+        result = decode(content, authenticated)
+        if result is not None:
+            self._previous = "P1"
+        return result
 
     def _deciphered(
-        self, frame_content: bytes, pos: int, decode: Callable[[bytes], Optional[_T]]
+        self,
+        frame_content: bytes,
+        pos: int,
+        decode: Callable[[bytes], Optional[_T]],
+        telegram: Callable[[bytes, bool], Optional[_T]],
     ) -> Optional[_T]:
         """Decode ciphered content (its APDU at pos) through its plaintext; None when that gives nothing.
+
+        A plaintext that is a P1 telegram goes to ``telegram`` (with whether its tag was verified).
 
         An unauthenticated plaintext (no AK, or no tag) is accepted only when it decodes, so a wrong key
         gives no data; every ciphered message that gives none is counted in ``cipher_stats``.
@@ -273,7 +298,10 @@ class AutoDecoder:
         decipherer = self._decipherer
         try:
             for plaintext, authenticated in decipherer.candidates(apdu):
-                result = decode(plaintext) if authenticated or plaintext[:1] == b"\x0f" else None
+                if plaintext[:1] == b"/":  # a P1 telegram (Luxembourg Smarty, Austrian T210-D-R)
+                    result = self._telegram(plaintext, authenticated, telegram)
+                else:
+                    result = decode(plaintext) if authenticated or plaintext[:1] == b"\x0f" else None
                 if result is not None or authenticated or _is_whole_apdu(plaintext):
                     decipherer.accepted(apdu)
                     return result
@@ -320,6 +348,8 @@ class AutoDecoder:
         a ciphered one is decoded through its plaintext; any other message goes through the full decoder,
         whose result then becomes the shape of its length.
         """
+        if _is_telegram(frame_content):  # a P1 telegram cut from the stream (MeterReader.read_frames)
+            return self._telegram(frame_content, False, telegram_dict)
         try:
             shape = self._shapes.get(len(frame_content))
         except TypeError:  # not bytes at all: the full path logs it and gives None
@@ -336,7 +366,7 @@ class AutoDecoder:
                 return result
         pos = _ciphering_offset(frame_content)
         if pos >= 0:  # never the skeleton of a plain message's shape
-            return self._deciphered(frame_content, pos, self.decode_frame_content)
+            return self._deciphered(frame_content, pos, self.decode_frame_content, telegram_dict)
         trace: Trace = []
         message = self._decode(frame_content, trace)
         if message is None:

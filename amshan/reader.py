@@ -1,13 +1,14 @@
 """One sans-IO entry point for a meter's byte stream: bytes in any chunking in, decoded dictionaries out.
 
 ``MeterReader`` finds the frames of every transport it knows on its own, in stream order: HDLC frames
-first (the common case, through the tuned ``HdlcFrameReader``), then, in the bytes outside them, the
-frames of the other transports (wired M-Bus long frames, bare authenticated ciphered APDUs) through one
-``FrameScanner``.  It reassembles messages (HDLC segments, DLMS general-block-transfer, M-Bus segments),
-decrypts them with the meter's keys and decodes them.  It keeps
-all state of one stream (partial frames, segments, invocation counters); one process holds one reader per
-meter.  It never raises: noise and damaged or undecryptable messages produce nothing and are only counted
-in ``stats``.
+first (the common case, through the tuned ``HdlcFrameReader``), in the bytes outside them P1 telegrams (text,
+through ``P1TelegramReader``: a telegram inside an HDLC frame's data stays that frame's), then, in the bytes
+outside those, the frames of the other transports (wired M-Bus long frames, bare authenticated ciphered
+APDUs) through one ``FrameScanner``.  It reassembles
+messages (HDLC segments, DLMS general-block-transfer, M-Bus segments), decrypts them with the meter's keys
+and decodes them.  It keeps all state of one stream (partial frames, segments, invocation counters); one
+process holds one reader per meter.  It never raises: noise and damaged or undecryptable messages produce
+nothing and are only counted in ``stats``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from amshan.framing import Framer, FrameScanner
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 from amshan.items import ItemValue
 from amshan.mbus import MbusFramer, MbusMessageAssembler, parse_frame
+from amshan.p1 import P1Parser, P1Telegram, P1TelegramReader
 
 __all__ = ["MeterReader", "ReadFrame", "ReaderStats"]
 
@@ -42,15 +44,15 @@ class ReaderStats:
     decoded: int = 0  # messages that gave a dictionary
     undecodable: int = 0  # whole messages no decoder took (undecryptable ones included)
     transports: Dict[str, int] = field(default_factory=dict)  # valid frames per transport: "hdlc", "mbus"...
-    last_decoder: str | None = None  # the decoder that took the last decoded message ("Aidon", ...)
+    last_decoder: str | None = None  # the decoder that took the last decoded message ("Aidon", "P1", ...)
     ciphering: CipherStats = field(default_factory=CipherStats)  # decrypted, no key, wrong key, bad tag...
 
 
 class ReadFrame(NamedTuple):
     """A frame of any transport, as ``MeterReader.read_frames`` returns it, with the message it completes."""
 
-    transport: str  # "hdlc", "mbus" or "apdu"
-    frame: Union[HdlcFrame, bytes]  # the HDLC frame, or the octets of an M-Bus frame or a bare APDU
+    transport: str  # "hdlc", "mbus", "apdu" or "p1"
+    frame: Union[HdlcFrame, bytes]  # the HDLC frame, or the octets of an M-Bus frame, a bare APDU, a telegram
     valid: bool  # its checks passed
     message: Optional[bytes]  # the whole message's content (ciphered as received) it completes, else None
 
@@ -75,7 +77,9 @@ class MeterReader:
         self._hdlc = HdlcMessageAssembler()
         self._blocks = BlockTransferAssembler()
         self._mbus = MbusMessageAssembler()
-        # The transports found in the bytes outside HDLC frames (a P1 telegram splitter goes here too).
+        self._p1 = P1TelegramReader()  # after HDLC: the bytes outside telegrams go on to the scanner
+        self._p1_parser = P1Parser()
+        # The transports found in the bytes outside HDLC frames and P1 telegrams.
         transports = [_Transport(MbusFramer(), self._mbus_message, self._mbus_damaged)]
         decipherer = self._decoder.decipherer
         if decipherer.checks_tags:  # a bare APDU is told from noise only by its verified tag
@@ -98,7 +102,7 @@ class MeterReader:
     @property
     def buffered_bytes(self) -> int:
         """Return how many bytes are held while a frame is incomplete (bounded by the longest frames)."""
-        return self._hdlc_reader.buffered_bytes + self._scanner.buffered_bytes
+        return self._hdlc_reader.buffered_bytes + self._scanner.buffered_bytes + self._p1.buffered_bytes
 
     def read(self, chunk: bytes) -> List[Dict[str, ItemValue]]:
         """Feed the next bytes of the stream; return the dictionaries of the messages they complete."""
@@ -124,10 +128,42 @@ class MeterReader:
         return frames
 
     def _read(self, chunk: bytes, frames: Optional[List[ReadFrame]]) -> List[Dict[str, ItemValue]]:
-        """Cut the chunk into frames, reassemble and decode messages; with frames, list those instead."""
-        stats = self.stats
-        stats.bytes_read += len(chunk)
+        """Cut the chunk into telegrams and frames, reassemble and decode; with frames, list those instead."""
+        self.stats.bytes_read += len(chunk)
         results: List[Dict[str, ItemValue]] = []
+        self._read_hdlc(chunk, results, frames)
+        return results
+
+    def _telegram(
+        self, telegram: P1Telegram, results: List[Dict[str, ItemValue]], frames: Optional[List[ReadFrame]]
+    ) -> None:
+        """Parse one P1 telegram whose CRC matched (or was absent) into results (or list it in frames).
+
+        Listed, its frame is the telegram as received and its message the telegram cut at '!' (CRC checked).
+        """
+        stats = self.stats
+        data = telegram.data
+        valid = telegram.is_valid
+        if not valid:
+            stats.invalid_frames += 1
+        else:
+            stats.valid_frames += 1
+            stats.transports["p1"] = stats.transports.get("p1", 0) + 1
+        if frames is not None:
+            frames.append(ReadFrame("p1", telegram.raw, valid, data if valid else None))
+            if valid:
+                self._count(1, 0, False)
+        elif valid:
+            results.append(self._p1_parser.parse(data))
+            stats.messages += 1
+            stats.decoded += 1
+            stats.last_decoder = "P1"
+
+    def _read_hdlc(
+        self, chunk: bytes, results: List[Dict[str, ItemValue]], frames: Optional[List[ReadFrame]]
+    ) -> None:
+        """Cut the chunk into HDLC frames (the rest goes on to _read_other), reassemble and decode."""
+        stats = self.stats
         assembler = self._hdlc
         blocks = self._blocks
         decode = self._decoder.decode_frame_content
@@ -168,12 +204,21 @@ class MeterReader:
             stats.transports["hdlc"] = stats.transports.get("hdlc", 0) + valid
         if messages:
             self._count(messages, decoded_messages, frames is None)
-        return results
 
     def _read_other(
         self, data: bytes, results: List[Dict[str, ItemValue]], frames: Optional[List[ReadFrame]]
     ) -> None:
-        """Find the frames of the other transports in bytes outside HDLC frames; decode their messages."""
+        """Find P1 telegrams in bytes outside HDLC frames, then the other transports' frames outside those."""
+        for item in self._p1.read_interleaved(data):
+            if isinstance(item, bytes):
+                self._scan(item, results, frames)
+            else:
+                self._telegram(item, results, frames)
+
+    def _scan(
+        self, data: bytes, results: List[Dict[str, ItemValue]], frames: Optional[List[ReadFrame]]
+    ) -> None:
+        """Find the frames of the other transports in bytes outside HDLC frames and P1 telegrams; decode."""
         stats = self.stats
         transports = self._transports
         counts = stats.transports

@@ -1,9 +1,10 @@
 """A simulated meter: a TCP server that pushes real captured HAN frames, like a meter behind ser2net.
 
 It serves the quick start (``amshan demo``), tests, and people developing against amshan without a meter
-(``amshan simulate``). The frames are real Aidon, Kaifa and Kamstrup captures from Norway, bundled as package
-data (``amshan/data/*.txt``, one HDLC frame per line as hex); every client gets its own replay from the first
-frame, at a configurable (accelerated) cadence.  Two ciphered streams need keys, which ``bundled_keys``
+(``amshan simulate``). The frames are real Aidon, Kaifa and Kamstrup captures from Norway and real P1
+telegrams from Sweden, the Netherlands and Belgium, bundled as package data (``amshan/data/*.txt``, one HDLC
+frame or P1 telegram per line as hex); every client gets its own replay from the first frame, at a
+configurable (accelerated) cadence.  Two ciphered streams need keys, which ``bundled_keys``
 gives: ``dk`` (Danish Kamstrup in HDLC, SC 0x30, corpus plaintexts ciphered with demo keys) and ``at``
 (Austrian M-Bus, SC 0x20, the official Netz NOE example and its published key); each line is one message.
 """
@@ -22,6 +23,8 @@ _LOGGER = logging.getLogger(__name__)
 
 METERS = ("aidon", "kaifa", "kamstrup", "dk", "at")
 PLAIN_METERS = ("aidon", "kaifa", "kamstrup")  # what "all" interleaves: they need no keys
+P1_METERS = ("p1-se", "p1-nl", "p1-be")  # P1 telegrams: what "p1" interleaves
+GROUPS = {"all": PLAIN_METERS, "p1": P1_METERS}
 DEFAULT_INTERVAL = 1.0
 METER_NAMES = {
     "all": "Aidon, Kaifa and Kamstrup",
@@ -30,6 +33,10 @@ METER_NAMES = {
     "kamstrup": "Kamstrup",
     "dk": "ciphered Danish Kamstrup (HDLC)",
     "at": "ciphered Austrian M-Bus",
+    "p1": "Swedish, Dutch and Belgian P1",
+    "p1-se": "Swedish P1",
+    "p1-nl": "Dutch P1",
+    "p1-be": "Belgian P1",
 }
 """What each choice of ``--meter`` sends, for people."""
 _KEYS = {  # public keys of the ciphered streams: (encryption key, authentication key)
@@ -59,12 +66,14 @@ def bundled_keys(meter: str) -> tuple[bytes | None, bytes | None]:
 
 
 def bundled_frames(meter: str = "all") -> list[bytes]:
-    """Return the bundled frames of one meter (aidon, kaifa, kamstrup, dk, at) or the plain three mixed."""
-    if meter == "all":
-        lists = [bundled_frames(name) for name in PLAIN_METERS]
+    """Return the bundled frames of one meter (METERS, P1_METERS) or of a group ("all", "p1"), mixed."""
+    if meter in GROUPS:
+        lists = [bundled_frames(name) for name in GROUPS[meter]]
         return [frame for group in itertools.zip_longest(*lists) for frame in group if frame is not None]
-    if meter not in METERS:
-        raise ValueError(f"expected a meter among {', '.join(METERS)} or all, found {meter!r}")
+    if meter not in METERS + P1_METERS:
+        raise ValueError(
+            f"expected a meter among {', '.join(METERS + P1_METERS)}, all or p1, found {meter!r}"
+        )
     text = resources.files("amshan").joinpath(f"data/{meter}.txt").read_text(encoding="ascii")
     return [frame for frame in map(parse_hex_line, text.splitlines()) if frame is not None]
 

@@ -40,6 +40,9 @@ RUNNER = HERE / "_runner.py"
 METER_READER = HERE / "_meter_reader.py"
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+from _p1 import report_p1, run_p1  # noqa: E402
+from _venvs import venv_python  # noqa: E402
 
 #: (label, corpus ids in stream order): real, valid, unencrypted single-frame HDLC captures
 METERS: List[Tuple[str, Tuple[str, ...]]] = [
@@ -67,6 +70,8 @@ FULL = {
     "random_bytes": 200_000_000,
     "big_bytes": 100_000_000,
     "big_runs": 3,
+    "p1_stream_bytes": 5_000_000,
+    "p1_dsmr_stream_bytes": 500_000,
 }
 QUICK = {
     "stream_bytes": 3_000_000,
@@ -77,6 +82,8 @@ QUICK = {
     "random_bytes": 40_000_000,
     "big_bytes": 20_000_000,
     "big_runs": 3,
+    "p1_stream_bytes": 1_500_000,
+    "p1_dsmr_stream_bytes": 150_000,
 }
 CHUNK = 1024
 VARIANTS = 16
@@ -221,30 +228,8 @@ def load_meters() -> List[Dict[str, Any]]:
 
 def old_python() -> Path:
     """Return the old venv's python, creating the venv with amshan 2021.12.1 on first use."""
-    bindir = "Scripts" if os.name == "nt" else "bin"
-    python = OLD_VENV / bindir / ("python.exe" if os.name == "nt" else "python")
-    stamp = OLD_VENV / ".installed"
-    # the same Python as ours, or the ratios would compare interpreters too
-    wanted = f"{OLD_SPEC} on Python {sys.version_info[0]}.{sys.version_info[1]}\n"
-    if python.exists() and stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted:
-        return python
-    print(f"creating {OLD_VENV}: {wanted.strip()} ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(OLD_VENV)], check=True)
-    pip = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", OLD_SPEC],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if pip.returncode != 0:
-        raise SystemExit(f"pip install {OLD_SPEC} failed:\n{pip.stdout}{pip.stderr}")
-    subprocess.run(
-        [str(python), "-c", "import amshan.hdlc, amshan.autodecoder, amshan.meter_connection"],
-        check=True,
-        cwd=str(HERE),
-    )
-    stamp.write_text(wanted, encoding="utf-8")
-    return python
+    check = "import amshan.hdlc, amshan.autodecoder, amshan.meter_connection"
+    return venv_python(OLD_VENV, [OLD_SPEC], check)
 
 
 def _python_for(impl: str) -> str:
@@ -276,14 +261,14 @@ def run_meter_reader(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 
 class Server:
-    """One implementation's _runner.py in serve mode: timed passes on request."""
+    """One implementation's runner (_runner.py in serve mode, or argv's): timed passes on request."""
 
-    def __init__(self, impl: str) -> None:
+    def __init__(self, impl: str, argv: Optional[List[str]] = None) -> None:
         self.impl = impl
         # a file, not a pipe: a pipe nobody reads could fill and block the runner; closed in close()
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [_python_for(impl), str(RUNNER), impl, "serve"],
+            argv or [_python_for(impl), str(RUNNER), impl, "serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -608,6 +593,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     parser.add_argument("--only", choices=["ours", "old", "floor"], action="append", help="run only these")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    parser.add_argument("--p1", action="store_true", help="only the P1 part (f): MeterReader vs dsmr_parser")
     parser.add_argument("--mqtt-only", action="store_true", help="run only the MQTT row (needs mosquitto)")
     args = parser.parse_args()
     from _mqtt_bench import print_mqtt, run_mqtt
@@ -617,6 +603,14 @@ def main() -> None:
         print_mqtt(run_mqtt(mqtt_messages, mqtt_rounds))
         return
     cfg = dict(QUICK if args.quick else FULL)
+    if args.p1:
+        mode = "quick" if args.quick else "full"
+        print(f"amshan P1 benchmark ({mode}): Python {platform.python_version()} on {_cpu_name()}")
+        p1 = run_p1(cfg, CHUNK, Server)
+        ratios = report_p1(p1)
+        if args.json:
+            args.json.write_text(json.dumps({"config": cfg, "p1": p1, "p1_ratios": ratios}, indent=1))
+        return
     meters = load_meters()
     impls = args.only or ["ours", "old", "floor"]
     if "old" in impls:
@@ -660,7 +654,9 @@ def main() -> None:
     if "ours" in impls:
         print("... ours: MeterReader rows", file=sys.stderr, flush=True)
         results["meter_reader"] = run_meter_reader(cfg)
+    results["p1"] = run_p1(cfg, CHUNK, Server)
     verdicts = report(results, cfg, meters)
+    verdicts["p1"] = report_p1(results["p1"])
     results["mqtt"] = run_mqtt(mqtt_messages, mqtt_rounds)
     print_mqtt(results["mqtt"])
     print(f"\n(total {time.perf_counter() - started:.0f} s)")

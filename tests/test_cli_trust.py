@@ -206,12 +206,16 @@ def test_a_hex_file_read_without_hex_says_add_hex(tmp_path: Path) -> None:
     assert len(json_lines(run_amshan("read", str(capture), "--hex").stdout)) == 3
 
 
-def test_p1_text_says_p1() -> None:
-    text = "".join(vector["text"] for vector in load_corpus("p1.jsonl")[:3])
-    result = run_amshan("read", "-", stdin=text.encode())
+def test_p1_text_is_read_and_damaged_p1_text_says_p1() -> None:
+    telegrams = [v for v in load_corpus("p1.jsonl") if v["p1_kind"] == "telegram"]
+    good = "".join(v["text"] for v in telegrams if v["valid"] is True)
+    assert run_amshan("read", "-", stdin=good.encode("latin-1")).returncode == 0
+    bad = "".join(v["text"] for v in telegrams if v["checks"]["p1_crc"] == "bad")
+    result = run_amshan("read", "-", stdin=bad.encode("latin-1"))
     assert result.returncode == 1
     assert stderr_lines(result)[-1].endswith(
-        "0 messages, 0 decoded; it looks like P1 (DSMR) text telegrams, which amshan read does not decode yet"
+        "0 decoded; it looks like P1 (DSMR) text telegrams, but none checked out: a CRC that does not match,"
+        " or wrong serial settings (115200 8N1; DSMR 2.2/3.0: 9600 7E1)"
     ), result.stderr
 
 

@@ -22,7 +22,8 @@ import pytest
 from _support import corpus_frames, require_tool
 
 from amshan.influxdb import InfluxDbWriter, Point, PointMaker, message_to_point
-from amshan.simulator import MeterSimulator
+from amshan.reader import MeterReader
+from amshan.simulator import MeterSimulator, bundled_frames
 
 DATABASE = "meter"
 
@@ -481,3 +482,31 @@ def test_username_and_password_and_exit_status_1_when_points_stay_unwritten(tmp_
         assert_stored_values(server.query("SELECT * FROM amshan"), vectors)
     finally:
         server.stop()
+
+
+async def test_p1_telegrams_are_written_like_any_other_message(influxd: InfluxServer) -> None:
+    """Real Swedish, Dutch and Belgian telegrams through MeterReader and the forwarder into a real influxd."""
+    reader = MeterReader()
+    messages = [m for telegram in bundled_frames("p1") for m in reader.read(telegram)]
+    assert len(messages) == len(bundled_frames("p1"))
+    writer = InfluxDbWriter(influxd.url, DATABASE, flush_interval=0.1)
+    task = asyncio.ensure_future(writer.run())
+    maker = PointMaker()
+    for message in messages:
+        point = maker.make(message)
+        assert point is not None
+        writer.add(point)
+    writer.stop()
+    await asyncio.wait_for(task, 30)
+    assert (writer.written, writer.rejected) == (len(messages), 0)
+    rows = {
+        (row["time"], row["manufacturer"]): row for row in influxd.query("SELECT * FROM amshan GROUP BY *")
+    }
+    assert len(rows) == len(messages)
+    for message in messages:
+        when = message["meter_datetime"]
+        assert isinstance(when, datetime)
+        row = rows[int(when.astimezone().timestamp()) * 10**9, message["meter_manufacturer_id"]]
+        numbers = {k: v for k, v in message.items() if isinstance(v, (int, float))}
+        assert {k: row[k] for k in numbers} == {k: float(v) for k, v in numbers.items()}
+    assert any("mbus_2_value" in m and "1.0.1.8.1.255" in m for m in messages)  # M-Bus and tariff fields

@@ -91,3 +91,13 @@ def test_protocol_on_garbage_holds_bounded_memory_and_logs_a_summary(
         assert result["queued"] + result["queue_full_drops"] == result["invalid"]
     else:
         assert result["queued"] == 0
+
+
+@pytest.mark.parametrize("kind", ["slash", "line", "values", "slashes"])
+def test_meter_reader_on_hostile_p1_text_holds_bounded_memory_in_linear_time(kind: str) -> None:
+    """A '/' followed by megabytes without '!', one endless line, endless values, a '/' in every line."""
+    result = probe("p1", kind, 32)
+    assert result["rss_growth_mib"] < RSS_GROWTH_LIMIT_MIB
+    assert result["valid"] == 0
+    assert_steady_cost(result["segment_seconds"])
+    assert result["log_records"] == 0, result["last_log"]

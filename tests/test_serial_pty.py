@@ -6,6 +6,7 @@ import asyncio
 import os
 import pty
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -18,6 +19,7 @@ from _processes import (
     expected_messages,
     open_fd_count,
     random_chunks,
+    run_bounded,
     write_paced,
 )
 from _support import corpus_frames
@@ -217,3 +219,13 @@ async def test_socat_silent_device_is_reconnected_by_the_watchdog(socat: SocatPt
     finally:
         manager.close()
         await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.parametrize(("bytesize", "refused"), [("7", True), ("8", False)])
+async def test_cli_bytesize_reaches_termios(openpty: tuple[int, str], bytesize: str, refused: bool) -> None:
+    """--bytesize 7 (Dutch DSMR 2.2/3.0 P1 meters, 9600 7E1) reaches termios: a pty refuses 7 data bits."""
+    _, path = openpty
+    amshan = str(Path(sys.executable).with_name("amshan"))
+    argv = (amshan, "read", path, "--baudrate", "9600", "--bytesize", bytesize, "--duration", "1.5")
+    _, _, stderr = await run_bounded(*argv, timeout=30)
+    assert (f"refuses 9600 baud {bytesize}N1" in stderr) is refused, stderr

@@ -129,3 +129,38 @@ async def test_close_ends_the_clients_connections() -> None:
     writer.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(("meter", "country"), [("p1-se", "SE"), ("p1-nl", "NL"), ("p1-be", "BE")])
+def test_bundled_telegrams_are_valid_corpus_telegrams_of_that_country(meter: str, country: str) -> None:
+    vectors = {vector["id"]: vector for vector in load_corpus("p1.jsonl")}
+    lines = (DATA / f"{meter}.txt").read_text(encoding="ascii").splitlines()
+    named = [(lines[i - 1][2:], line) for i, line in enumerate(lines) if line and not line.startswith("#")]
+    assert len(named) >= 2
+    for vector_id, hex_line in named:
+        vector = vectors[vector_id]
+        assert (vector["text"].encode("ascii").hex(), vector["valid"], vector["country"]) == (
+            hex_line,
+            True,
+            country,
+        )
+        assert vector["checks"]["p1_crc"] == "ok"
+    assert bundled_frames(meter) == [bytes.fromhex(hex_line) for _, hex_line in named]
+    assert set(bundled_frames("p1")) >= set(bundled_frames(meter))
+
+
+async def test_a_client_reads_every_p1_telegram_through_meter_reader() -> None:
+    telegrams = bundled_frames("p1")
+    async with MeterSimulator(telegrams, interval=0.01, repeat=False) as simulator:
+        reader, writer = await asyncio.open_connection("127.0.0.1", simulator.port)
+        data = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    meter_reader = MeterReader()
+    results = [
+        result
+        for start in range(0, len(data), 100)
+        for result in meter_reader.read(data[start : start + 100])
+    ]
+    assert len(results) == len(telegrams) >= 10
+    assert {result["meter_manufacturer_id"] for result in results} >= {"LGF", "KAM", "ISk", "KFM", "FLU"}
+    assert meter_reader.stats.transports == {"p1": len(telegrams)}

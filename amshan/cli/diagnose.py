@@ -48,7 +48,10 @@ def describe_sample(sample: bytes, *, as_hex: bool) -> str:
     if not as_hex and _HEX_TEXT.match(sample) and len(sample.strip()) >= 8:
         return "it looks like hex text: add --hex"
     if _P1_TELEGRAM.search(sample):
-        return "it looks like P1 (DSMR) text telegrams, which amshan read does not decode yet"
+        return (
+            "it looks like P1 (DSMR) text telegrams, but none checked out: a CRC that does not match, or"
+            " wrong serial settings (115200 8N1; DSMR 2.2/3.0: 9600 7E1)"
+        )
     if _MBUS_LONG_FRAME.search(sample):
         return (
             "it looks like M-Bus frames (68 L L 68), but none checked out: damaged, or wrong serial settings"

@@ -113,6 +113,10 @@ def describe(read: ReadFrame) -> str:
         text = describe_frame(read.frame)
     elif read.transport == "mbus":
         text = describe_mbus_frame(read.frame, read.valid)
+    elif read.transport == "p1":
+        verdict = "valid" if read.valid else "INVALID (CRC does not match)"
+        lines = read.frame.decode("latin-1").splitlines()
+        text = f"{verdict} P1 telegram, {len(read.frame)} bytes, {len(lines)} lines\n  " + "\n  ".join(lines)
     else:
         verdict = "authenticated" if read.valid else "INVALID (tag does not verify)"
         text = f"{verdict} bare ciphered APDU, {len(read.frame)} bytes\n  {read.frame.hex()}"

@@ -13,7 +13,7 @@ from amshan.cipher import parse_key
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
 from amshan.mqtt_core import DEFAULT_DISCOVERY_PREFIX, DEFAULT_TOPIC_PREFIX
 from amshan.mqtt_core import DEFAULT_MAX_BUFFER as DEFAULT_MQTT_MAX_BUFFER
-from amshan.simulator import METERS
+from amshan.simulator import METERS, P1_METERS
 
 _N = TypeVar("_N", int, float)
 
@@ -23,7 +23,12 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-SERIAL_HELP = "Aidon and Kaifa send 2400 baud 8E1 (--parity E); Kamstrup sends 2400 baud 8N1 (--parity N)."
+SERIAL_HELP = (
+    "HAN (RJ45 M-Bus): Aidon and Kaifa send 2400 baud 8E1 (--parity E); Kamstrup sends 2400 baud 8N1"
+    " (--parity N). P1 (RJ12, an inverting cable): Sweden, Finland, Denmark, the Netherlands (DSMR 4/5),"
+    " Belgium and Luxembourg send 115200 baud 8N1 (--baudrate 115200); Dutch DSMR 2.2/3.0 meters 9600 baud"
+    " 7E1 (--baudrate 9600 --bytesize 7 --parity E)."
+)
 
 
 EXIT_STATUS_HELP = """exit status:
@@ -132,7 +137,9 @@ def add_source(parser: argparse.ArgumentParser) -> None:
     )
     group = parser.add_argument_group("serial port", SERIAL_HELP)
     group.add_argument("--baudrate", type=positive_int, default=2400, help="baud rate (default 2400)")
-    group.add_argument("--bytesize", type=int, choices=(7, 8), default=8, help="data bits (default 8)")
+    group.add_argument(
+        "--bytesize", type=int, choices=(7, 8), default=8, help="data bits (default 8; 7 for DSMR 2.2/3.0 P1)"
+    )
     group.add_argument(
         "--parity", choices=("N", "E", "O"), default="N", help="parity: N none (default), E even, O odd"
     )
@@ -222,10 +229,11 @@ def add_meter_choice(parser: argparse.ArgumentParser) -> None:
     """Add ``--meter``: whose bundled frames the simulated meter sends (``demo``, ``simulate``)."""
     parser.add_argument(
         "--meter",
-        choices=(*METERS, "all"),
+        choices=(*METERS, "all", *P1_METERS, "p1"),
         default="all",
         help="whose frames (default all: Aidon, Kaifa and Kamstrup interleaved); dk and at are ciphered"
-        " (Danish Kamstrup in HDLC, Austrian M-Bus) and read with their public keys",
+        " (Danish Kamstrup in HDLC, Austrian M-Bus) and read with their public keys; p1-se, p1-nl, p1-be"
+        " are Swedish, Dutch and Belgian P1 telegrams (p1: all three)",
     )
 
 
