@@ -1,15 +1,15 @@
-"""amshan 2021.12.1's API kept for its users: value types per meter and field."""
+"""amshan 2021.12.1's API kept for its users: value types, the decoder extension point, partial headers."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 from _support import corpus_frames
 
 from amshan.autodecoder import AutoDecoder
-from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
+from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 
 POWER = ("active_power_import", "active_power_export", "reactive_power_import", "reactive_power_export")
 ENERGY = tuple(f"{name}_hour" for name in POWER)
@@ -73,3 +73,62 @@ def test_a_scaled_aidon_energy_register_is_an_exact_float() -> None:
     assert decoded is not None
     energy = decoded["active_power_import_hour"]  # 2272138 x 10^1 Wh
     assert type(energy) is float and energy == 22721380 == vector["values"]["active_power_import_hour"]
+
+
+# Headers of a frame built byte by byte (HdlcFrame() + append, 2021.12.1's TestHdlcFrameHeader): a field is
+# None until its octets are all there.  One real corpus frame per address layout (octets of each address).
+
+
+def _first_frame_per_address_layout() -> Dict[Tuple[int, int], bytes]:
+    """Return one valid corpus frame (between its flags) for each (destination, source) address length."""
+    found: Dict[Tuple[int, int], bytes] = {}
+    for vector in corpus_frames(layer="hdlc", valid=True):
+        for frame in HdlcFrameReader().read(bytes.fromhex(vector["hex"])):
+            data = frame.frame_data
+            ends = [at + 1 for at in range(2, len(data)) if data[at] & 1][:2]  # bit 0 ends an address
+            if frame.is_valid and len(ends) == 2:
+                found.setdefault((ends[0] - 2, ends[1] - ends[0]), data)
+    return found
+
+
+LAYOUTS = _first_frame_per_address_layout()
+
+
+def test_the_corpus_has_frames_with_long_addresses() -> None:
+    assert {(1, 1), (1, 2), (2, 1), (1, 4)} <= set(LAYOUTS)
+
+
+def expected_header(data: bytes, layout: Tuple[int, int], count: int) -> Dict[str, Optional[object]]:
+    """The header fields 2021.12.1 reported after ``count`` octets of a frame with these address lengths."""
+    seen = data[:count]
+    destination_end = 2 + layout[0]
+    control = destination_end + layout[1]
+    format_read = count >= 2
+    return {
+        "frame_format": int.from_bytes(data[:2], "big") if format_read else None,
+        "frame_format_type": data[0] >> 4 if format_read else None,
+        "segmentation": bool(data[0] & 0x08) if format_read else None,
+        "frame_length": int.from_bytes(data[:2], "big") & 0x7FF if format_read else None,
+        "destination_address": seen[2:destination_end] if count >= destination_end else None,
+        "source_address": seen[destination_end:control] if count >= control else None,
+        "information_position": control + 3 if count >= control else None,
+        "control": data[control] if count > control else None,
+        "header_check_sequence": int.from_bytes(data[control + 1 : control + 3], "big")
+        if count >= control + 3
+        else None,
+    }
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS), ids=[f"addresses{d}+{s}" for d, s in sorted(LAYOUTS)])
+def test_partial_headers_at_every_byte_count(layout: Tuple[int, int]) -> None:
+    data = LAYOUTS[layout]
+    frame = HdlcFrame()
+    for count in range(len(data) + 1):
+        if count:
+            frame.append(data[count - 1])
+        expected = expected_header(data, layout, count)
+        for built in (frame, HdlcFrame(data[:count])):
+            header = built.header
+            header.update()  # 2021.12.1 callers call it; the fields never depend on it
+            found = {name: getattr(header, name) for name in expected}
+            assert found == expected, count
