@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import struct
 from operator import itemgetter
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 from amshan import aidon, generic, kaifa, kamstrup
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
-from amshan.dlms import apdu_offset, read_notification_header
-from amshan.generic import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
+from amshan.cipher import CIPHERING_TAGS, CipherStats, Decipherer, parse_ciphered_apdu
+from amshan.dlms import apdu_offset, decode_data_notification, read_notification_header
+from amshan.items import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
 from amshan.obis_map import (
     CLOCK_CODES,
     FIELD_UNITS,
@@ -50,6 +51,7 @@ _NUMBER_FORMATS = {
     0x12: "H", 0x14: "q", 0x15: "Q", 0x16: "B", 0x17: "f", 0x18: "d",
 }  # fmt: skip
 _Fields = Tuple[Any, ...]
+_T = TypeVar("_T")
 
 
 def _getter(indices: List[int]) -> Callable[[_Fields], _Fields]:
@@ -211,8 +213,29 @@ def _message_of(decoded: Mapping[str, ItemValue]) -> DecodedMessage:
     return DecodedMessage(None if manufacturer is None else str(manufacturer), None, items)
 
 
+def _ciphering_offset(frame_content: bytes) -> int:
+    """Return where a ciphering APDU (0xdb/0xdc) starts in an information field, or -1 when there is none."""
+    try:
+        pos = apdu_offset(frame_content)
+        return pos if frame_content[pos] in CIPHERING_TAGS else -1
+    except Exception:  # no APDU or not bytes at all: the plain path reports it
+        return -1
+
+
+def _is_whole_apdu(plaintext: bytes) -> bool:
+    """Return True when the plaintext parses as one whole data-notification."""
+    try:
+        decode_data_notification(plaintext)
+    except DecodeError:
+        return False
+    return True
+
+
 class AutoDecoder:
-    """Decode frame content of any supported meter, the same way whatever was decoded before."""
+    """Decode frame content of any supported meter, the same way whatever was decoded before.
+
+    With the meter's keys it also decrypts general-glo/ded-ciphering APDUs (see ``amshan.cipher``).
+    """
 
     decoder_functions: ClassVar[List[Tuple[str, DecoderFunction]]] = list(_BUILT_IN_FUNCTIONS)
     """amshan 2021.12.1's extension point: (name, function) pairs, first the built-in Aidon, Kaifa, Kamstrup.
@@ -221,12 +244,20 @@ class AutoDecoder:
     its name becomes previous_success_decoder.  Removing a built-in pair turns that decoder off.
     """
 
-    def __init__(self) -> None:
-        """Start without a previous decoder and with an empty shape cache."""
+    def __init__(
+        self, *, encryption_key: Optional[bytes] = None, authentication_key: Optional[bytes] = None
+    ) -> None:
+        """Start without a previous decoder, with an empty shape cache and the keys (16 bytes or None)."""
         self._previous: Optional[str] = None
         self._warnings = LogLimiter()
         self._shapes: Dict[int, _Shape] = {}
+        self._decipherer = Decipherer(encryption_key, authentication_key)
         self.shape_cache_hits = 0
+
+    @property
+    def cipher_stats(self) -> CipherStats:
+        """Return the counts of ciphered messages decrypted and of those that gave no data (and why)."""
+        return self._decipherer.stats
 
     @property
     def previous_success_decoder(self) -> Optional[str]:
@@ -235,7 +266,43 @@ class AutoDecoder:
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:
         """Decode an information field (LLC header optional) into manufacturer, date-time, items; or None."""
-        return self._decode(frame_content, None)
+        return self._deciphered(frame_content, lambda content: self._decode(content, None))
+
+    def _deciphered(self, frame_content: bytes, decode: Callable[[bytes], Optional[_T]]) -> Optional[_T]:
+        """Decode plain content directly, ciphered content through its plaintext; None when neither works.
+
+        An unauthenticated plaintext (no AK, or no tag) is accepted only when it decodes, so a wrong key
+        gives no data; every ciphered message that gives none is counted in ``cipher_stats``.
+        """
+        pos = _ciphering_offset(frame_content)
+        if pos < 0:
+            return decode(frame_content)
+        frame_content = bytes(frame_content)
+        try:
+            apdu = parse_ciphered_apdu(frame_content, pos)
+            if apdu.end != len(frame_content):
+                raise DecodeError(
+                    f"expected the ciphered APDU to end the message, found {len(frame_content) - apdu.end} "
+                    "more bytes",
+                    apdu.end,
+                )
+        except DecodeError as error:
+            self._warn("ciphered content does not parse: %s", str(error))
+            return None
+        decipherer = self._decipherer
+        try:
+            for plaintext, authenticated in decipherer.candidates(apdu):
+                result = decode(plaintext) if authenticated or plaintext[:1] == b"\x0f" else None
+                if result is not None or authenticated or _is_whole_apdu(plaintext):
+                    decipherer.accepted(apdu)
+                    return result
+        except Exception:  # a bug must not take the caller down; report it (rate-limited), never the keys
+            if self._warnings.ready():
+                _LOGGER.exception("decryption failure, system title %s", apdu.system_title.hex())
+            return None
+        if decipherer.has_keys:
+            decipherer.rejected(apdu)
+        return None
 
     def _decode(self, frame_content: bytes, trace: Optional[Trace]) -> Optional[DecodedMessage]:
         """Run the decoders fitting the body: the meter's own, added ones, the generic last; never raises."""
@@ -307,7 +374,11 @@ class AutoDecoder:
         return None if message is None else message.items
 
     def decode_frame_content(self, frame_content: bytes) -> Optional[Dict[str, ItemValue]]:
-        """Decode an information field (LLC header optional) into the dictionary; None if nothing fits.
+        """Decode an information field (LLC header optional, plain or ciphered) into the dictionary."""
+        return self._deciphered(frame_content, self._decode_dict)
+
+    def _decode_dict(self, frame_content: bytes) -> Optional[Dict[str, ItemValue]]:
+        """Decode plain content into the dictionary; None if nothing fits.
 
         A message with the skeleton of one decoded before is read through that shape (one struct call);
         any other message goes through the full decoder, whose result then becomes the shape of its length.

@@ -116,10 +116,10 @@ def _unsupported(description: str) -> Callable[[bytes, int], NotificationHeader]
 _APDU_HANDLERS: dict[int, Callable[[bytes, int], NotificationHeader]] = {
     ApduTag.DATA_NOTIFICATION: _read_data_notification_header,
     ApduTag.GENERAL_GLO_CIPHERING: _unsupported(
-        "an encrypted general-glo-ciphering APDU (0xdb): decryption is not supported"
+        "a general-glo-ciphering APDU (0xdb), which AutoDecoder decrypts with the meter's keys"
     ),
     ApduTag.GENERAL_DED_CIPHERING: _unsupported(
-        "an encrypted general-ded-ciphering APDU (0xdc): decryption is not supported"
+        "a general-ded-ciphering APDU (0xdc), which AutoDecoder decrypts with the meter's keys"
     ),
     ApduTag.GENERAL_CIPHERING: _unsupported(
         "an encrypted general-ciphering APDU (0xdd): decryption is not supported"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder
-from amshan.generic import ItemValue
+from amshan.cipher import CipherStats
 from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
+from amshan.items import ItemValue
 
 __all__ = ["MeterReader", "ReaderStats"]
 
@@ -32,18 +33,21 @@ class ReaderStats:
     undecodable: int = 0  # whole messages no decoder took
     transports: Dict[str, int] = field(default_factory=dict)  # valid frames per transport ("hdlc", ...)
     last_decoder: str | None = None  # the decoder that took the last decoded message ("Aidon", ...)
+    ciphering: CipherStats = field(default_factory=CipherStats)  # ciphered: decrypted, no key, wrong key...
 
 
 class MeterReader:
     """Read one meter's byte stream of any supported transport into decoded dictionaries; never raises."""
 
-    def __init__(self) -> None:
-        """Start a reader with empty buffers for one stream."""
+    def __init__(
+        self, encryption_key: Optional[bytes] = None, authentication_key: Optional[bytes] = None
+    ) -> None:
+        """Start a reader with empty buffers for one stream, with the meter's keys (16 bytes each) if any."""
         self._hdlc = HdlcFrameReader()
         self._assembler = HdlcMessageAssembler()
-        self._decoder = AutoDecoder()
+        self._decoder = AutoDecoder(encryption_key=encryption_key, authentication_key=authentication_key)
         self._errors = LogLimiter()
-        self.stats = ReaderStats()
+        self.stats = ReaderStats(ciphering=self._decoder.cipher_stats)
 
     @property
     def decoder(self) -> AutoDecoder:

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from amshan import aidon, generic, kaifa, kamstrup
 from amshan.autodecoder import DECODERS, AutoDecoder
 from amshan.dlms import apdu_offset, read_notification_header
-from amshan.generic import message_to_dict
 from amshan.hdlc import HdlcFrameReader
+from amshan.items import message_to_dict
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 W, VAR, WH, VARH, A, V = 27, 29, 30, 32, 33, 35
