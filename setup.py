@@ -20,7 +20,7 @@ setup(
     install_requires=["crcmod-plus>=2.0", "cryptography>=3.4", "pyserial>=3.4", "pyserial-asyncio>=0.6"],
     extras_require={
         "test": ["pytest>=7", "pytest-asyncio>=0.21", "hypothesis>=6"],
-        "dev": ["ruff", "mypy", "types-pyserial"],
+        "dev": ["ruff", "mypy", "types-pyserial", "mutmut>=3"],
         "fuzz": ["atheris>=2"],
     },
     entry_points={"console_scripts": ["amshan=amshan.cli:main"]},

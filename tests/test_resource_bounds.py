@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 PROBE = Path(__file__).resolve().parent / "_resource_probe.py"
-RSS_GROWTH_LIMIT_MIB = 20
+# The README's figures: 200 MB of random bytes grow peak RSS by less than 1 MiB (measured 0.0-0.55 MiB), 16 MB
+# of frame-shaped garbage by less than 2 MiB (measured 0.0-0.8 MiB: the protocol's rate-limited summaries).
+RSS_GROWTH_LIMIT_MIB = {"random": 1.0, "headers": 2.0, "dense": 2.0}
 
 
 def probe(target: str, kind: str, megabytes: float, chunk: int | None = None) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def test_reader_on_garbage_holds_bounded_memory_in_linear_time_without_logging(
     kind: str, megabytes: int
 ) -> None:
     result = probe("reader", kind, megabytes)
-    assert result["rss_growth_mib"] < RSS_GROWTH_LIMIT_MIB
+    assert result["rss_growth_mib"] < RSS_GROWTH_LIMIT_MIB[kind], f"RSS grew {result['rss_growth_mib']} MiB"
     assert result["valid"] == 0
     assert result["most_buffered"] <= 2048 + 64 * 1024
     assert result["discarded"] + result["invalid"] > 0
@@ -67,7 +69,7 @@ def test_protocol_on_garbage_holds_bounded_memory_and_logs_a_summary(
     target: str, kind: str, megabytes: int
 ) -> None:
     result = probe(target, kind, megabytes)
-    assert result["rss_growth_mib"] < RSS_GROWTH_LIMIT_MIB
+    assert result["rss_growth_mib"] < RSS_GROWTH_LIMIT_MIB[kind], f"RSS grew {result['rss_growth_mib']} MiB"
     assert result["valid"] == 0
     assert result["invalid"] > 0
     assert result["log_records"] <= 8, result["last_log"]
