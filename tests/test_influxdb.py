@@ -237,8 +237,11 @@ async def test_server_stopped_mid_run_and_restarted_loses_nothing(influxd: Influ
             written_before = writer.written
             await loop.run_in_executor(None, influxd.stop)
             down_at = loop.time()
-        if index == 200:
-            await asyncio.sleep(1.5)  # still down: the writer keeps failing and buffering
+        if index == 200:  # still down: the writer keeps failing and buffering (polled, not slept)
+            deadline = loop.time() + 30
+            while writer.failed_writes < 2:
+                assert loop.time() < deadline, f"{writer.failed_writes} failed writes in 30 s while down"
+                await asyncio.sleep(0.05)
             failures_while_down = writer.failed_writes
             pending_while_down = writer.pending
             await loop.run_in_executor(None, influxd.start)
