@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -241,14 +242,39 @@ def not_a_dictionary(content: bytes) -> Any:
     return [content]
 
 
-def test_added_decoders_that_do_not_fit_never_raise(own_list: List[Tuple[str, Any]]) -> None:
+def test_added_decoders_that_do_not_fit_never_raise(
+    own_list: List[Tuple[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
     own_list += [("Failing", failing), ("List", not_a_dictionary), ("EMBRIQ", embriq)]
     decoder = AutoDecoder()
     assert decoder.decode_frame_content(landis_gyr_content()) == embriq(landis_gyr_content())
     assert decoder.previous_success_decoder == "EMBRIQ"
-    assert decoder.decode_frame_content(b"\x01\x02\x03\x04\x05") is None  # no notification, none fits
+    with caplog.at_level(logging.WARNING, logger="amshan.autodecoder"):
+        assert decoder.decode_frame_content(b"\x01\x02\x03\x04\x05") is None  # no notification, none fits
     assert decoder.decode_message(b"") is None
     assert decoder.previous_success_decoder == "EMBRIQ"
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert "Failing: KeyError(b'\\x01\\x02\\x03\\x04')" in warning  # what each added decoder said
+    assert "List: returned list, not a dictionary" in warning
+    assert "EMBRIQ: ValueError('not an EMBRIQ list')" in warning
+
+
+def test_an_added_decoder_may_return_fields_without_a_name(own_list: List[Tuple[str, Any]]) -> None:
+    """A key that is no field name stays as it is (no unit), as the generic decoder keys unknown codes."""
+
+    def frequency(content: bytes) -> Dict[str, object]:
+        return {"1.0.14.7.0.255": 50.0, "active_power_import": int.from_bytes(content[-4:], "big")}
+
+    own_list.append(("Frequency", frequency))
+    content = landis_gyr_content()
+    decoder = AutoDecoder()
+    assert decoder.decode_frame_content(content) == frequency(content)
+    assert decoder.decode_items(content) == [
+        MeterItem("1.0.14.7.0.255", None, 50.0, None),
+        MeterItem("1.0.1.7.0.255", "active_power_import", int.from_bytes(content[-4:], "big"), "W"),
+    ]
+    message = decoder.decode_message(content)
+    assert message is not None and message.manufacturer is None and message.date_time is None
 
 
 def test_removing_a_built_in_pair_turns_that_decoder_off(own_list: List[Tuple[str, Any]]) -> None:
