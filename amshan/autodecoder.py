@@ -7,12 +7,12 @@ import struct
 from operator import itemgetter
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple, TypeVar
 
-from amshan import aidon, generic, kaifa, kamstrup
+from amshan import aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
 from amshan.cipher import CIPHERING_TAGS, CipherStats, Decipherer, parse_ciphered_apdu
-from amshan.dlms import apdu_offset, decode_data_notification, read_notification_header
+from amshan.dlms import LLC_HEADER, apdu_offset, decode_data_notification, read_notification_header
 from amshan.items import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
 from amshan.obis_map import (
     CLOCK_CODES,
@@ -30,6 +30,8 @@ DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
     aidon.NAME: aidon.decode_message,
     kaifa.NAME: kaifa.decode_message,
     kamstrup.NAME: kamstrup.decode_message,
+    iskra.NAME: iskra.decode_message,
+    landisgyr.NAME: landisgyr.decode_message,
     generic.NAME: generic.decode_message,
 }
 """Every decoder by the name AutoDecoder reports for it."""
@@ -195,7 +197,9 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
         if first == b"\x0a":
             return (kamstrup.NAME, generic.NAME)
         if first in (b"\x09", b"\x06"):
-            return (kaifa.NAME, generic.NAME)
+            return (kaifa.NAME, iskra.NAME, generic.NAME)
+        if first == b"\x12":
+            return (landisgyr.NAME, generic.NAME)
         return (generic.NAME,)
     return ()
 
@@ -213,12 +217,16 @@ def _message_of(decoded: Mapping[str, ItemValue]) -> DecodedMessage:
     return DecodedMessage(None if manufacturer is None else str(manufacturer), None, items)
 
 
+_CIPHERING_TAG_BYTES = tuple(bytes((tag,)) for tag in CIPHERING_TAGS)
+
+
 def _ciphering_offset(frame_content: bytes) -> int:
     """Return where a ciphering APDU (0xdb/0xdc) starts in an information field, or -1 when there is none."""
     try:
-        pos = apdu_offset(frame_content)
-        return pos if frame_content[pos] in CIPHERING_TAGS else -1
-    except Exception:  # no APDU or not bytes at all: the plain path reports it
+        if frame_content[3:4] in _CIPHERING_TAG_BYTES and frame_content[:3] in (LLC_HEADER, b"\xe6\xe6\x00"):
+            return 3
+        return 0 if frame_content[:1] in _CIPHERING_TAG_BYTES else -1
+    except Exception:  # not bytes at all: the plain path reports it
         return -1
 
 
@@ -255,13 +263,18 @@ class AutoDecoder:
         self.shape_cache_hits = 0
 
     @property
+    def decipherer(self) -> Decipherer:
+        """Return the decipherer holding this decoder's keys and invocation counters."""
+        return self._decipherer
+
+    @property
     def cipher_stats(self) -> CipherStats:
         """Return the counts of ciphered messages decrypted and of those that gave no data (and why)."""
         return self._decipherer.stats
 
     @property
     def previous_success_decoder(self) -> Optional[str]:
-        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Kamstrup", "Generic")."""
+        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Iskraemeco", ...)."""
         return self._previous
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:
@@ -277,7 +290,7 @@ class AutoDecoder:
         pos = _ciphering_offset(frame_content)
         if pos < 0:
             return decode(frame_content)
-        frame_content = bytes(frame_content)
+        frame_content = bytes(frame_content)  # the plaintexts are bytes too: no ciphering tag recurs
         try:
             apdu = parse_ciphered_apdu(frame_content, pos)
             if apdu.end != len(frame_content):
@@ -374,15 +387,12 @@ class AutoDecoder:
         return None if message is None else message.items
 
     def decode_frame_content(self, frame_content: bytes) -> Optional[Dict[str, ItemValue]]:
-        """Decode an information field (LLC header optional, plain or ciphered) into the dictionary."""
-        return self._deciphered(frame_content, self._decode_dict)
-
-    def _decode_dict(self, frame_content: bytes) -> Optional[Dict[str, ItemValue]]:
-        """Decode plain content into the dictionary; None if nothing fits.
+        """Decode an information field (LLC header optional, plain or ciphered) into the dictionary or None.
 
         A message with the skeleton of one decoded before is read through that shape (one struct call);
-        any other message goes through the full decoder, whose result then becomes the shape of its length.
-        While decoder_functions differs from the built-in list, every message goes through the full decoders.
+        a ciphered one is decoded through its plaintext; any other message goes through the full decoder,
+        whose result then becomes the shape of its length. While decoder_functions differs from the built-in
+        list, every message goes through the full decoders.
         """
         if self.decoder_functions != _BUILT_IN_FUNCTIONS:
             message = self._decode(frame_content, None)
@@ -401,6 +411,8 @@ class AutoDecoder:
                 self._previous = shape.name
                 self.shape_cache_hits += 1
                 return result
+        if _ciphering_offset(frame_content) >= 0:  # never the skeleton of a plain message's shape
+            return self._deciphered(frame_content, self.decode_frame_content)
         trace: Trace = []
         message = self._decode(frame_content, trace)
         if message is None:
@@ -419,4 +431,6 @@ class AutoDecoder:
     def _warn(self, message: str, detail: str) -> None:
         """Log a rate-limited warning about frame content that garbage input can trigger."""
         if self._warnings.ready():
-            _LOGGER.warning(message + " (%d similar warnings suppressed)", detail, self._warnings.held_back)
+            _LOGGER.warning(
+                message + "%s", detail, self._warnings.held_back_note("similar warnings suppressed")
+            )

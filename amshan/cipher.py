@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import read_length
+from amshan.framing import Verdict
 
 __all__ = [
     "CIPHERING_TAGS",
@@ -30,6 +31,7 @@ __all__ = [
     "TAG_LENGTH",
     "CipherStats",
     "CipheredApdu",
+    "CipheredApduFramer",
     "Decipherer",
     "ciphered_apdu_length",
     "describe_system_title",
@@ -167,6 +169,48 @@ def _gcm(aes: algorithms.AES, apdu: CipheredApdu, aad: bytes, ciphertext: bytes)
         return None
 
 
+class CipheredApduFramer:
+    """Bare ciphered APDUs on the line, for ``amshan.framing.FrameScanner``: valid only when authenticated.
+
+    An unauthenticated APDU cannot be told from a fragment of noise or of another frame, so only an APDU with
+    the authentication bit whose tag verifies with the keys is a frame.
+    """
+
+    name = "apdu"
+    start_bytes = bytes(CIPHERING_TAGS)
+    strong = False
+    MAX_LENGTH = 0x1000
+
+    def __init__(self, decipherer: Decipherer) -> None:
+        """Verify candidates with the stream's decipherer (which holds the keys)."""
+        self._decipherer = decipherer
+
+    def judge(self, buffer: bytes, position: int, size: int) -> Tuple[Verdict, int, int, int]:
+        """Return (verdict, start, end, resume) for the ciphering tag at position."""
+        not_a_frame = (Verdict.NOT_A_FRAME, position, position, position + 1)
+        if buffer[position + 1 : position + 2] not in (b"", bytes((_SYSTEM_TITLE_LENGTH,))):
+            return not_a_frame
+        try:
+            _, length, body = _read_header(buffer, position)
+        except DecodeError:
+            header_may_complete = size - position < 2 + _SYSTEM_TITLE_LENGTH + 5
+            return (Verdict.INCOMPLETE, position, size, position + 1) if header_may_complete else not_a_frame
+        end = body + length
+        if not _HEADER_LENGTH + TAG_LENGTH < length <= self.MAX_LENGTH:
+            return not_a_frame
+        if body < size and buffer[body] & (SC_AUTHENTICATION | SC_COMPRESSION) != SC_AUTHENTICATION:
+            return not_a_frame
+        if end > size:
+            return Verdict.INCOMPLETE, position, end, position + 1
+        try:
+            authentic = self._decipherer.is_authentic(parse_ciphered_apdu(buffer[position:end]))
+        except DecodeError:
+            return not_a_frame
+        if authentic:
+            return Verdict.VALID, position, end, end
+        return Verdict.INVALID, position, end, position + 1
+
+
 @dataclass
 class CipherStats:
     """Counts of ciphered messages: decrypted, and why the others gave no data."""
@@ -225,10 +269,7 @@ class Decipherer:
                 return []
             return [(apdu.payload, False)]
         if apdu.authenticated and self._aad_key is not None:
-            aad = bytes((apdu.security_control,)) + self._aad_key
-            if not apdu.encrypted and _gcm(aes, apdu, aad + apdu.payload, b"") is not None:
-                return [(apdu.payload, True)]
-            plaintext = _gcm(aes, apdu, aad, apdu.payload)
+            plaintext = self._verified(apdu)
             if plaintext is None:
                 self._fail("bad_tag", apdu, "the authentication tag does not verify")
                 return []
@@ -237,6 +278,19 @@ class Decipherer:
         if apdu.encrypted:
             return [(deciphered, False)]
         return [(apdu.payload, False), (deciphered, False)]
+
+    def _verified(self, apdu: CipheredApdu) -> Optional[bytes]:
+        """Return the plaintext of an authenticated APDU whose tag verifies with the keys, else None."""
+        if self._aes is None or self._aad_key is None or not apdu.authenticated:
+            return None
+        aad = bytes((apdu.security_control,)) + self._aad_key
+        if not apdu.encrypted and _gcm(self._aes, apdu, aad + apdu.payload, b"") is not None:
+            return apdu.payload
+        return _gcm(self._aes, apdu, aad, apdu.payload)
+
+    def is_authentic(self, apdu: CipheredApdu) -> bool:
+        """Return True when the APDU is authenticated and its tag verifies with the keys (nothing counted)."""
+        return self._verified(apdu) is not None
 
     def accepted(self, apdu: CipheredApdu) -> None:
         """Count a message whose plaintext was accepted; warn when its invocation counter did not advance."""
@@ -249,11 +303,11 @@ class Decipherer:
             if limiter.ready():
                 _LOGGER.warning(
                     "Invocation counter of system title %s went back from %d to %d: a replayed or repeated "
-                    "message (%d more not logged)",
+                    "message%s",
                     describe_system_title(apdu.system_title),
                     previous,
                     apdu.invocation_counter,
-                    limiter.held_back,
+                    limiter.held_back_note("more not logged"),
                 )
         elif previous is None and len(counters) >= _MAX_SYSTEM_TITLES:
             counters.clear()
@@ -270,10 +324,10 @@ class Decipherer:
         if limiter.ready():
             _LOGGER.error(
                 "No data from a ciphered message of system title %s (security control 0x%02x, invocation "
-                "counter %d): %s (%d more not logged)",
+                "counter %d): %s%s",
                 describe_system_title(apdu.system_title),
                 apdu.security_control,
                 apdu.invocation_counter,
                 reason,
-                limiter.held_back,
+                limiter.held_back_note("more not logged"),
             )

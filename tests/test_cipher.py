@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
 from _cipher_encoder import cipher
-from _support import corpus_frames, load_corpus
+from _support import load_corpus, plain_apdus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from amshan.autodecoder import AutoDecoder
 from amshan.cipher import Decipherer, DecodeError, parse_ciphered_apdu, parse_key
-from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
+from amshan.hdlc import HdlcFrameReader
 
 EK = bytes(range(0x10, 0x20))
 AK = bytes(range(0xC0, 0xD0))
@@ -41,20 +41,7 @@ def ciphered_apdu_of(vector: Dict[str, Any]) -> bytes:
 TAGGED = [v for v in load_corpus() if v["checks"].get("gcm_tag") == "ok" and v["layer"] in ("apdu", "hdlc")]
 
 
-def plain_contents() -> List[bytes]:
-    """Information fields of every unencrypted valid corpus HDLC message that the library decodes."""
-    contents = []
-    decoder = AutoDecoder()
-    for vector in corpus_frames(layer="hdlc", valid=True, encrypted=False):
-        assembler = HdlcMessageAssembler()
-        for frame in HdlcFrameReader().read(bytes.fromhex(vector["hex"])):
-            content = assembler.add(frame)
-            if content and decoder.decode_frame_content(content) is not None:
-                contents.append(content)
-    return contents
-
-
-PLAIN = plain_contents()
+PLAIN = plain_apdus()
 
 
 def test_corpus_has_tagged_vectors_and_plain_notifications() -> None:
@@ -114,8 +101,7 @@ def test_corpus_auth_encrypted_hdlc_frame_decodes_with_and_without_ak() -> None:
 def test_round_trip_every_security_control_and_length_form(
     index: int, sc: int, tag: int, length_form: int, ic: int, title: bytes, llc: bool, with_ak: bool
 ) -> None:
-    content = PLAIN[index % len(PLAIN)]
-    plaintext = content[3:] if content[:3] == b"\xe6\xe7\x00" else content
+    plaintext = PLAIN[index % len(PLAIN)]
     ciphered = cipher(
         plaintext, ek=EK, ak=AK, system_title=title, sc=sc, ic=ic, tag=tag, length_form=length_form
     )
@@ -145,7 +131,7 @@ def test_round_trip_every_security_control_and_length_form(
 
 
 def test_replayed_counter_is_counted_and_warned(caplog: pytest.LogCaptureFixture) -> None:
-    plaintext = PLAIN[0][3:]
+    plaintext = PLAIN[0]
     decoder = AutoDecoder(encryption_key=EK, authentication_key=AK)
     first = cipher(plaintext, ek=EK, ak=AK, ic=10)
     later = cipher(plaintext, ek=EK, ak=AK, ic=11)
@@ -160,7 +146,7 @@ def test_replayed_counter_is_counted_and_warned(caplog: pytest.LogCaptureFixture
 
 
 def test_keys_are_never_logged_nor_in_errors(caplog: pytest.LogCaptureFixture) -> None:
-    plaintext = PLAIN[0][3:]
+    plaintext = PLAIN[0]
     secrets = [EK.hex(), AK.hex(), OTHER.hex()]
     with caplog.at_level(logging.DEBUG):
         for sc in SECURITY_CONTROLS:

@@ -267,6 +267,7 @@ def test_generic_round_trip(case: Tuple[bytes, Dict[str, Any]]) -> None:
 
 # Fuzzing: no bytes make a decoder raise anything but DecodeError, nor AutoDecoder raise at all
 
+
 def _seed_contents() -> List[bytes]:
     contents = []
     for vector in corpus_frames():
