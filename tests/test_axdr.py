@@ -379,3 +379,22 @@ def test_truncated_fixed_size_values_say_size_and_offset(encoded: str, size: int
     assert raised.value.offset == 1
     assert f"expected {size} value bytes, found {len(data) - 1}" in str(raised.value)
     assert read_data(data + b"\x00", 0)[1] == len(data) + 1  # one more octet completes it
+
+
+def test_text_types_keep_what_is_not_padding_and_replace_what_does_not_decode() -> None:
+    assert read_all(enc.visible_string("AX")) == "AX"  # only NUL padding is dropped, no other letter
+    assert read_all(bytes.fromhex("0a04") + b"X\x00\x00\x00") == "X"
+    assert read_all(bytes.fromhex("0c03") + b"a\xffb") == "a\ufffdb"  # invalid UTF-8 becomes U+FFFD
+    assert read_all(bytes.fromhex("0a02") + b"\xc5X") == "\ufffdX"
+
+
+def test_an_unusual_deviation_gets_its_own_offset() -> None:
+    moment = decode_date_time(enc.date_time_bytes(datetime(2021, 3, 1, 12, 0, 0), deviation=-37), 0)
+    assert moment is not None and moment.utcoffset() == timedelta(minutes=37)
+
+
+def test_a_nested_count_larger_than_the_rest_is_reported_where_it_stands() -> None:
+    # structure of 2: unsigned 1, then an array claiming 99 elements with only 10 bytes after its count
+    with pytest.raises(DecodeError) as raised:
+        read_data(bytes.fromhex("0202" "1101" "0163") + bytes(10), 0)
+    assert raised.value.offset == 6 and "expected 99 elements, found only 10 bytes" in str(raised.value)
