@@ -397,3 +397,50 @@ def test_assembler_takes_a_last_segment_without_information_as_the_end() -> None
 def test_assembler_passes_a_whole_frame_without_llc_header_from_the_start() -> None:
     (frame,) = HdlcFrameReader().read(build_frame(REAL_MESSAGE[3:]))  # a meter that sends no LLC header
     assert HdlcMessageAssembler().add(frame) == REAL_MESSAGE[3:]
+
+
+# The reader's bookkeeping, edge by edge (the abort sequence, octet stuffing, over-long addresses)
+
+
+def test_a_frame_whose_address_runs_past_four_octets_is_never_valid() -> None:
+    frame = build_frame(b"\xe6\xe7\x00\x0f", destination=b"\x02\x04\x06\x08\x0b")  # a 5-octet address
+    built = HdlcFrame(frame[1:-1])
+    assert built.is_good_ffc and built.is_expected_length
+    assert not built.is_good_hcs and not built.is_valid
+    assert built.header.destination_address is None and built.information is None
+    assert not [f for f in HdlcFrameReader().read(frame + VALID_SINGLE[0]) if f.is_valid][1:]
+
+
+def test_an_aborted_frame_is_counted_as_discarded_bytes_and_not_returned() -> None:
+    aborted = b"\x7e" + VALID_SINGLE[0][1:20] + b"\x7d\x7e"  # a frame cut short by 7D 7E
+    reader = HdlcFrameReader(use_abort_sequence=True)
+    reader.discarded_bytes = 5
+    frames = reader.read(aborted + VALID_SINGLE[0])
+    assert [f.frame_data for f in frames] == [VALID_SINGLE[0][1:-1]]
+    assert reader.discarded_bytes == 5 + len(aborted) - 1  # everything but the flag that closes it
+    plain = HdlcFrameReader()
+    frames = plain.read(aborted + VALID_SINGLE[0])
+    assert [f.frame_data for f in frames] == [aborted[1:-1], VALID_SINGLE[0][1:-1]]  # invalid, then valid
+
+
+def test_octet_stuffed_reading_counts_and_bounds_what_it_skips() -> None:
+    vector = next(v for v in HDLC_VECTORS if v["id"] == "xx-other-hdlc-amshan-stuffed-short-info")
+    frame = bytes.fromhex(vector["hex"])
+    reader = HdlcFrameReader(use_octet_stuffing=True)
+    assert reader.read(b"noise") == [] and reader.discarded_bytes == 5  # no flag at all
+    assert reader.read(b"junk" + frame[:5]) == [] and reader.discarded_bytes == 9  # up to the opening flag
+    (whole,) = reader.read(frame[5:])  # the rest of the frame, kept from the read before
+    assert whole.is_valid and whole.information == bytes.fromhex("7e7d03")
+    assert reader.read(b"\x7e\x7e" + frame) != [] and reader.discarded_bytes == 9  # empty spans are idle
+    limit = 2 * (HdlcFrame.MAX_FRAME_LENGTH + 1)
+    for length, kept in ((limit, True), (limit + 1, False)):
+        reader = HdlcFrameReader(use_octet_stuffing=True)
+        assert reader.read(b"\x7e" + bytes(length - 1)) == []  # an opening flag and no closing one
+        assert reader.buffered_bytes == (length if kept else 0)
+        assert reader.discarded_bytes == (0 if kept else length)
+    aborting = HdlcFrameReader(use_octet_stuffing=True, use_abort_sequence=True)
+    assert aborting.read(b"\x7e\x01\x02\x7d\x7e" + frame) != []
+    assert aborting.discarded_bytes == 3  # the aborted span 01 02 7D, then the frame itself
+    plain = HdlcFrameReader(use_octet_stuffing=True)
+    frames = plain.read(b"\x7e\x01\x02\x7d\x7e" + frame)
+    assert frames[0].frame_data == b"\x01\x02\x7d" and frames[1].is_valid
