@@ -21,8 +21,16 @@ setup(
     package_data={"amshan": ["py.typed", "data/*"], "amshan.web": ["static/*"]},
     install_requires=["crcmod-plus>=2.0", "cryptography>=3.4", "pyserial>=3.4", "pyserial-asyncio>=0.6"],
     extras_require={
+        "mqtt": ["aiomqtt>=2.0"],
         "web": WEB,
-        "test": ["pytest>=7", "pytest-asyncio>=0.21", "hypothesis>=6", "selenium>=4.11", *WEB],
+        "test": [
+            "pytest>=7",
+            "pytest-asyncio>=0.21",
+            "hypothesis>=6",
+            "aiomqtt>=2.0",
+            "selenium>=4.11",
+            *WEB,
+        ],
         "dev": ["ruff", "mypy", "types-pyserial", "mutmut>=3", *WEB],
         "fuzz": ["atheris>=2"],
     },

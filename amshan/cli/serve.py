@@ -93,6 +93,10 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
 
 async def serve_source(source: Source, args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Read ``source`` into a web hub and serve it on args.host and args.port until stopped."""
+    if source.kind == "mqtt":  # the page shows one meter's stream; a subscription may carry many
+        raise UsageError(
+            f"amshan serve shows one meter's serial, TCP, file or stdin stream, not {source.name}"
+        )
     try:  # the web extra is optional: every other command works without aiohttp and prometheus_client
         from amshan.web import (  # noqa: PLC0415
             History,
