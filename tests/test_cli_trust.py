@@ -465,9 +465,10 @@ def test_probe_finds_the_settings_of_a_meter_behind_a_pty() -> None:
     assert (
         tried["9600 7E1"] == "  9600 7E1   refused by the port (Invalid argument): it cannot do that, skipped"
     )
+    # It stops once two valid frames came; one read of a loaded pty may hold more: every one read is counted.
     assert re.fullmatch(
-        r"  38400 8N1  [\d,]+ bytes read, 2 valid frames, 2 messages, 2 decoded, HDLC 2: meter Kamstrup,"
-        r" list Kamstrup_V0001, type 6841131BN243101040, id 5706567202753025",
+        r"  38400 8N1  [\d,]+ bytes read, (?P<n>[2-9]|\d\d+) valid frames, (?P=n) messages, (?P=n) decoded,"
+        r" HDLC (?P=n): meter Kamstrup, list Kamstrup_V0001, type 6841131BN243101040, id 5706567202753025",
         tried["38400 8N1"],
     ), tried["38400 8N1"]
     assert lines[7:] == [
