@@ -343,7 +343,8 @@ def test_simulate_once_really_ends() -> None:
         assert process.stdout is not None
         match = re.search(r"listening on tcp://127\.0\.0\.1:(\d+)", process.stdout.readline())
         assert match
-        result = run_amshan("read", f"tcp://127.0.0.1:{match[1]}", "--duration", "3")
+        # long enough for the replay, the loss and the refused reconnect even beside busy processes
+        result = run_amshan("read", f"tcp://127.0.0.1:{match[1]}", "--duration", "6")
         stdout, stderr = process.communicate(timeout=TIMEOUT)
     finally:
         if process.poll() is None:
@@ -356,7 +357,7 @@ def test_simulate_once_really_ends() -> None:
     assert result.returncode == 0
     assert stderr_lines(result)[-1].startswith(
         f"amshan: host 127.0.0.1 port {match[1]} refused the connection"
-    )
+    ), stderr_lines(result)[-3:]
 
 
 def test_forward_to_a_dead_influxdb_says_what_it_waits_for_and_exits_1() -> None:
