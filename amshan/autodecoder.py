@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import struct
 from operator import itemgetter
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 from amshan import aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan._errors import DecodeError
@@ -14,7 +14,13 @@ from amshan.axdr import decode_date_time
 from amshan.cipher import CIPHERING_TAGS, CipherStats, Decipherer, parse_ciphered_apdu
 from amshan.dlms import LLC_HEADER, apdu_offset, decode_data_notification, read_notification_header
 from amshan.items import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
-from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME
+from amshan.obis_map import (
+    CLOCK_CODES,
+    FIELD_UNITS,
+    NEK_HAN_FIELD_METER_DATETIME,
+    NEK_HAN_FIELD_METER_MANUFACTURER,
+    name_obis_map,
+)
 from amshan.p1 import telegram_dict, telegram_message
 
 __all__ = ["DECODERS", "AutoDecoder", "MeterItem"]
@@ -30,6 +36,15 @@ DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
     generic.NAME: generic.decode_message,
 }
 """Every decoder by the name AutoDecoder reports for it."""
+
+DecoderFunction = Callable[[bytes], Mapping[str, ItemValue]]
+"""A decoder in AutoDecoder.decoder_functions: frame content in, dictionary out; raises if it does not fit."""
+
+_BUILT_IN_FUNCTIONS: List[Tuple[str, DecoderFunction]] = [
+    (aidon.NAME, aidon.decode_frame_content),
+    (kaifa.NAME, kaifa.decode_frame_content),
+    (kamstrup.NAME, kamstrup.decode_frame_content),
+]
 
 _MAX_SHAPES = 64
 
@@ -190,6 +205,19 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
     return ()
 
 
+def _message_of(decoded: Mapping[str, ItemValue]) -> DecodedMessage:
+    """Turn the dictionary of a decoder added to decoder_functions into a message (items by field name)."""
+    manufacturer = decoded.get(NEK_HAN_FIELD_METER_MANUFACTURER)
+    items = [
+        MeterItem(name_obis_map[key][0], key, value, FIELD_UNITS.get(key))
+        if key in name_obis_map
+        else MeterItem(key, None, value, None)
+        for key, value in decoded.items()
+        if key != NEK_HAN_FIELD_METER_MANUFACTURER
+    ]
+    return DecodedMessage(None if manufacturer is None else str(manufacturer), None, items)
+
+
 _CIPHERING_TAG_BYTES = tuple(bytes((tag,)) for tag in CIPHERING_TAGS)
 
 
@@ -221,6 +249,13 @@ class AutoDecoder:
     """Decode frame content of any supported meter, the same way whatever was decoded before.
 
     With the meter's keys it also decrypts general-glo/ded-ciphering APDUs (see ``amshan.cipher``).
+    """
+
+    decoder_functions: ClassVar[List[Tuple[str, DecoderFunction]]] = list(_BUILT_IN_FUNCTIONS)
+    """amshan 2021.12.1's extension point: (name, function) pairs, first the built-in Aidon, Kaifa, Kamstrup.
+
+    A pair appended here is tried after the built-in meter decoders and before the generic one, in list order;
+    its name becomes previous_success_decoder.  Removing a built-in pair turns that decoder off.
     """
 
     def __init__(
@@ -314,11 +349,31 @@ class AutoDecoder:
         return None
 
     def _decode(self, frame_content: bytes, trace: Optional[Trace]) -> Optional[DecodedMessage]:
-        """Run the decoders fitting the body, the meter's own before the generic one; never raise."""
+        """Run the decoders fitting the body: the meter's own, added ones, the generic last; never raises."""
         try:
             content = frame_content if isinstance(frame_content, bytes) else bytes(frame_content)
             errors: List[str] = []
-            for name in _candidates(content):
+            listed = self.decoder_functions
+            added: List[Tuple[str, DecoderFunction]] = []
+            removed: List[str] = []
+            if listed != _BUILT_IN_FUNCTIONS:
+                added = [entry for entry in listed if entry not in _BUILT_IN_FUNCTIONS]
+                removed = [entry[0] for entry in _BUILT_IN_FUNCTIONS if entry not in listed]
+            try:
+                names = _candidates(content)
+            except DecodeError as error:  # no data-notification: only an added decoder may know the content
+                if not added:
+                    raise
+                names = ()
+                errors.append(str(error))
+            for name in names:
+                if name == generic.NAME and added:
+                    message = self._try_added(content, added, errors)
+                    if message is not None:
+                        return message
+                    added = []
+                if name in removed:
+                    continue
                 if trace is not None:
                     trace.clear()
                 try:
@@ -328,12 +383,33 @@ class AutoDecoder:
                     continue
                 self._previous = name
                 return message
+            if added:
+                message = self._try_added(content, added, errors)
+                if message is not None:
+                    return message
             self._warn("no decoder fits the frame content (%s)", "; ".join(errors) or "unknown body")
         except DecodeError as error:
             self._warn("frame content does not decode: %s", str(error))
         except Exception:  # a decoder bug must not take the caller down; report it (rate-limited)
             if self._warnings.ready():
                 _LOGGER.exception("decoder failure on frame content %r", frame_content)
+        return None
+
+    def _try_added(
+        self, content: bytes, added: List[Tuple[str, DecoderFunction]], errors: List[str]
+    ) -> Optional[DecodedMessage]:
+        """Try the decoders added to decoder_functions in order; the first that returns a dictionary wins."""
+        for name, function in added:
+            try:
+                decoded = function(content)
+            except Exception as error:  # an added decoder says "not mine" by raising (2021.12.1: construct's)
+                errors.append(f"{name}: {error!r}")
+                continue
+            if not isinstance(decoded, Mapping):
+                errors.append(f"{name}: returned {type(decoded).__name__}, not a dictionary")
+                continue
+            self._previous = name
+            return _message_of(decoded)
         return None
 
     def decode_items(self, frame_content: bytes) -> Optional[List[MeterItem]]:
@@ -346,10 +422,14 @@ class AutoDecoder:
 
         A message with the skeleton of one decoded before is read through that shape (one struct call);
         a ciphered one is decoded through its plaintext; any other message goes through the full decoder,
-        whose result then becomes the shape of its length.
+        whose result then becomes the shape of its length. While decoder_functions differs from the built-in
+        list, every message goes through the full decoders.
         """
         if _is_telegram(frame_content):  # a P1 telegram cut from the stream (MeterReader.read_frames)
             return self._telegram(frame_content, False, telegram_dict)
+        if self.decoder_functions != _BUILT_IN_FUNCTIONS and _ciphering_offset(frame_content) < 0:
+            message = self._decode(frame_content, None)
+            return None if message is None else message_to_dict(message)
         try:
             shape = self._shapes.get(len(frame_content))
         except TypeError:  # not bytes at all: the full path logs it and gives None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _hdlc_builder import build_frame
+from _hdlc_builder import bad_header_variants, build_frame
 from _processes import run_bounded
 from _support import corpus_frames, load_corpus
 
@@ -204,6 +204,18 @@ def test_frames_format_shows_addresses_control_and_checks() -> None:
     assert first_hex.strip() == vector["hex"]
     assert "INVALID" in second and "HCS ok" in second and "FCS BAD" in second
     assert second_hex.strip() == bytes(broken).hex()
+
+
+def test_frames_format_says_hcs_bad_for_a_wrong_header_under_a_right_fcs() -> None:
+    [vector] = [v for v in load_corpus() if v["id"] == "no-aidon-list1-hass-mini"]
+    frame = bytes.fromhex(vector["hex"])
+    [(_, damaged), *_] = bad_header_variants(frame[1:-1])  # control bit flipped, FCS recomputed
+    result = run_amshan("read", "-", "--format", "frames", stdin=b"\x7e" + damaged + frame)
+    assert result.returncode == 0, result.stderr
+    first, _, second, second_hex = result.stdout.splitlines()
+    assert "INVALID" in first and "HCS BAD" in first and "FCS ok" in first, first
+    assert re.search(r"valid frame, 44 bytes .*HCS ok +FCS ok", second), second
+    assert second_hex.strip() == vector["hex"]
 
 
 def test_undecodable_messages_are_reported_rate_limited_and_never_stop_the_run() -> None:

@@ -334,9 +334,11 @@ async def test_manager_accepts_the_old_readme_lambda_and_leaves_nothing_behind(
     await run_until_closed(manager, task)
     assert manager.connection is None
     await meter_server.drop_clients()
-    await asyncio.sleep(0.05)  # the server's handler sees end-of-file
-    assert len(asyncio.all_tasks()) == tasks_before
-    assert open_fd_count() == fds_before
+    await wait_for_condition(  # the server's handler sees end-of-file and closes its socket
+        lambda: len(asyncio.all_tasks()) == tasks_before and open_fd_count() == fds_before,
+        5,
+        lambda: f"tasks {len(asyncio.all_tasks())}/{tasks_before}, fds {open_fd_count()}/{fds_before}",
+    )
 
 
 async def test_manager_accepts_a_coroutine_function_and_a_partial(meter_server: MeterServer) -> None:
@@ -389,7 +391,7 @@ async def test_connect_errors_back_off_exponentially_and_reset_on_success() -> N
         gaps = [b - a for a, b in zip(attempts, attempts[1:])]
         # refused at once; then 0.05, 0.1, 0.2 (capped), 0.2 ... s between attempts
         for gap, want in zip(gaps, (0.05, 0.1, 0.2, 0.2, 0.2)):
-            assert want <= gap < want + 0.3, gaps
+            assert want <= gap < want + 0.3, f"{gap:.3f} s between attempts, not {want} to {want + 0.3} s"
         assert back_off.current_delay_sec == 0
         assert manager.connection_count == 1
     finally:
@@ -405,10 +407,13 @@ async def free_port_without_listener() -> int:
     return port
 
 
-async def wait_for_condition(condition: Callable[[], bool], timeout: float) -> None:
+async def wait_for_condition(
+    condition: Callable[[], bool], timeout: float, measured: Callable[[], str] = lambda: "condition not met"
+) -> None:
+    """Poll condition to a deadline; on failure say what was measured."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert time.monotonic() < deadline, f"after {timeout} s: {measured()}"
         await asyncio.sleep(0.005)
 
 
@@ -429,17 +434,19 @@ async def test_lost_connection_reconnects_at_once_then_the_circuit_breaker_waits
         lost_at = time.monotonic()
         await meter_server.wait_client()
         first_reconnect = time.monotonic() - lost_at
-        assert first_reconnect < 0.4  # the first loss reconnects without waiting
+        assert first_reconnect < 0.4, f"first loss: reconnected after {first_reconnect:.3f} s, not at once"
         await meter_server.drop_clients()
         lost_at = time.monotonic()
         await meter_server.wait_client()
         second_reconnect = time.monotonic() - lost_at
-        assert 0.6 <= second_reconnect < 1.5  # a second loss within 2 s: the circuit breaker's 0.6 s
+        # a second loss within 2 s: the circuit breaker's 0.6 s
+        assert 0.6 <= second_reconnect < 1.5, f"second loss: reconnected after {second_reconnect:.3f} s"
         manager.connection_lost_back_off_sleep_sec = 0.1  # the old attribute names stay settable
         await meter_server.drop_clients()
         lost_at = time.monotonic()
         await meter_server.wait_client()
-        assert 0.1 <= time.monotonic() - lost_at < 0.5
+        third_reconnect = time.monotonic() - lost_at
+        assert 0.1 <= third_reconnect < 0.5, f"third loss (0.1 s): reconnected after {third_reconnect:.3f} s"
     finally:
         await run_until_closed(manager, task)
 
@@ -448,28 +455,34 @@ async def test_idle_watchdog_reconnects_a_silent_connection_but_not_a_talking_on
     meter_server: MeterServer,
 ) -> None:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
+    idle_timeout = 0.6  # six times the 0.1 s between frames: a loaded loop's stalls stay well inside it
     manager = ConnectionManager(
         lambda: create_tcp_frame_content_connection(queue, None, "127.0.0.1", meter_server.port),
-        idle_timeout=0.3,
+        idle_timeout=idle_timeout,
         connection_lost_back_off_sleep_sec=0,
     )
     task = asyncio.ensure_future(manager.connect_loop())
     frame = first_message_frame()
     try:
         writer = await meter_server.wait_client()
-        for _ in range(6):  # 0.6 s of frames every 0.1 s: no idle disconnect
+        arrivals = []
+        for _ in range(10):  # 1 s of frames every 0.1 s: no idle disconnect
             writer.write(frame)
+            await asyncio.wait_for(queue.get(), 5)  # counted where it arrives, not assumed
+            arrivals.append(time.monotonic())
             await asyncio.sleep(0.1)
-        assert manager.idle_disconnects == 0
+        gaps = ", ".join(f"{b - a:.2f}" for a, b in zip(arrivals, arrivals[1:]))
+        assert manager.idle_disconnects == 0, f"the watchdog cut a talking connection (gaps {gaps} s)"
         assert meter_server.accepted == 1
         assert manager.connection is not None
         silent_since = manager.connection[1].last_frame_time
         assert silent_since is not None
         await meter_server.wait_client()
         elapsed = time.monotonic() - silent_since
-        assert 0.3 <= elapsed < 0.8, elapsed
-        assert manager.idle_disconnects == 1
-        assert queue.qsize() == 6
+        assert idle_timeout <= elapsed < idle_timeout + 0.5, (
+            f"idle_timeout {idle_timeout} s: reconnected {elapsed:.3f} s after the last frame"
+        )
+        assert manager.idle_disconnects == 1, f"{manager.idle_disconnects} idle disconnects, 1 expected"
     finally:
         await run_until_closed(manager, task)
 
@@ -491,7 +504,8 @@ async def test_garbage_does_not_keep_the_watchdog_quiet(meter_server: MeterServe
             assert time.monotonic() - started < 2, "the watchdog did not fire"
             writer.write(bytes(range(0x7E)))  # noise, never a valid frame
             await asyncio.sleep(0.05)
-        assert 0.3 <= time.monotonic() - started < 1.0
+        fired = time.monotonic() - started
+        assert 0.3 <= fired < 1.0, f"idle_timeout 0.3 s: the watchdog fired {fired:.3f} s into the noise"
     finally:
         await run_until_closed(manager, task)
 
@@ -510,7 +524,8 @@ async def test_close_during_a_hanging_connect_returns_promptly_and_cancels_the_a
     await asyncio.wait_for(started.wait(), 1)
     began = time.monotonic()
     await run_until_closed(manager, task)
-    assert time.monotonic() - began < 0.5
+    took = time.monotonic() - began
+    assert took < 0.5, f"close() took {took:.3f} s during a hanging connect"
     assert len(asyncio.all_tasks()) == tasks_before
 
 
@@ -522,7 +537,8 @@ async def test_close_during_back_off_returns_promptly() -> None:
     await wait_for_condition(lambda: manager.back_off_connect_error.current_delay_sec == 1, 2)
     began = time.monotonic()
     await run_until_closed(manager, task)
-    assert time.monotonic() - began < 0.5  # not after the 1 s back-off
+    took = time.monotonic() - began
+    assert took < 0.5, f"close() took {took:.3f} s during a 1 s back-off"
 
 
 async def test_cancelling_connect_loop_closes_the_connection(meter_server: MeterServer) -> None:
@@ -539,9 +555,11 @@ async def test_cancelling_connect_loop_closes_the_connection(meter_server: Meter
         await asyncio.wait_for(task, 5)
     assert manager.connection is None
     await meter_server.drop_clients()
-    await asyncio.sleep(0.05)  # the server's handler sees end-of-file
-    assert len(asyncio.all_tasks()) == tasks_before
-    assert open_fd_count() == fds_before
+    await wait_for_condition(  # the server's handler sees end-of-file and closes its socket
+        lambda: len(asyncio.all_tasks()) == tasks_before and open_fd_count() == fds_before,
+        5,
+        lambda: f"tasks {len(asyncio.all_tasks())}/{tasks_before}, fds {open_fd_count()}/{fds_before}",
+    )
 
 
 async def test_a_custom_back_off_strategy_is_used() -> None:
