@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections import OrderedDict
 from operator import itemgetter
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from amshan import aidon, generic, kaifa, kamstrup
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
-from amshan.axdr import decode_date_time
+from amshan.axdr import decode_date_time, read_data
 from amshan.dlms import apdu_offset, read_notification_header
-from amshan.generic import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
-from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME
+from amshan.generic import (
+    TEXT_KIND,
+    DecodedMessage,
+    ItemValue,
+    MeterItem,
+    Trace,
+    field_of,
+    item_value,
+    list_id_manufacturer,
+    message_to_dict,
+)
+from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME, NEK_HAN_FIELD_OBIS_LIST_VER_ID
 
-__all__ = ["DECODERS", "AutoDecoder", "MeterItem"]
+__all__ = ["DECODERS", "MAX_SHAPES", "AutoDecoder", "MeterItem"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -27,14 +38,20 @@ DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
 }
 """Every decoder by the name AutoDecoder reports for it."""
 
-_MAX_SHAPES = 64
+MAX_SHAPES = 64
+"""How many message layouts an AutoDecoder remembers by default (least recently used out)."""
+_MAX_SHAPES_PER_LENGTH = 4  # a miss tries at most this many shapes: ever-new layouts cost no more than that
+_MAX_SIGHTINGS = 256  # skeletons seen once, waiting for their second sighting
+_MAX_TEXTS = 256  # text values a shape remembers per text item (meter ids of a fleet), cleared when full
 
 # A-XDR tags whose value bytes the shape cache reads with struct (all other bytes are the skeleton)
 _NUMBER_FORMATS = {
     0x05: "i", 0x06: "I", 0x0D: "B", 0x0F: "b", 0x10: "h", 0x11: "B",
     0x12: "H", 0x14: "q", 0x15: "Q", 0x16: "B", 0x17: "f", 0x18: "d",
 }  # fmt: skip
+_TEXT_TAGS = (0x09, 0x0A)  # octet-string, visible-string: a named text field's fixed-length value
 _Fields = Tuple[Any, ...]
+_Signature = Tuple[str, int, Tuple[Tuple[int, bytes, int], ...]]
 
 
 def _getter(indices: List[int]) -> Callable[[_Fields], _Fields]:
@@ -45,14 +62,34 @@ def _getter(indices: List[int]) -> Callable[[_Fields], _Fields]:
     return itemgetter(*indices)
 
 
+def _mask_of(size: int, spans: List[Tuple[int, int]]) -> int:
+    """Return the mask (one integer) of a message of size bytes with the (offset, size) spans zeroed."""
+    mask = bytearray(b"\xff" * size)
+    for offset, length in spans:
+        mask[offset : offset + length] = bytes(length)
+    return int.from_bytes(mask, "big")
+
+
+class _Text(NamedTuple):
+    """A named text field's fixed-length value in a shape: where its tag is, and what its bytes gave."""
+
+    key: str
+    tag_offset: int
+    code: bytes
+    maker: Optional[str]  # a list id's manufacturer (its prefix decides the decoder); None for other texts
+    values: Dict[bytes, ItemValue]  # raw bytes -> item value, as the full decoder gave it
+
+
 class _Shape:
     """A message layout seen before: its skeleton bytes and where its values sit, for one struct call.
 
-    Every byte of the message that is not the value of a number item, a clock item's date-time, the header
-    date-time in use or the invoke id belongs to the skeleton, which must equal the remembered one byte for
-    byte (checked at once: the message as one integer, masked); the dictionary is then the remembered one
-    with the new values put in.  Anything unusual (a
-    date-time that is no instant, a different skeleton) returns None and the full decoder runs instead.
+    Every byte of the message that is not the value of a number item, a named text item (list id, meter id,
+    meter type: same length, any content), a clock item's date-time, the header date-time in use or the
+    invoke id belongs to the skeleton, which must equal the remembered one byte for byte (checked at once:
+    the message as one integer, masked); the dictionary is then the remembered one with the new values put
+    in.  Text the remembered message held is the common case (one meter) and costs nothing; other text is
+    decoded by the full decoder's functions once and remembered.  Anything unusual (a date-time that is no
+    instant, a list id naming another maker, a different skeleton) returns None and the full decoder runs.
     """
 
     __slots__ = (
@@ -65,6 +102,9 @@ class _Shape:
         "_plain_keys",
         "_skeleton",
         "_template",
+        "_text_mask",
+        "_text_skeleton",
+        "_texts",
         "_unpack",
         "name",
     )
@@ -74,6 +114,7 @@ class _Shape:
         self.name = name
         template = message_to_dict(message)
         values: List[Tuple[int, int, str, str, Any]] = []  # (offset, size, format, key, scaler or "clock")
+        texts: List[_Text] = []
         keys = [item.name or item.obis for item in message.items]  # the header date-time is no item
         seen = set()
         for position, code, scaler in trace:
@@ -88,6 +129,11 @@ class _Shape:
                 values.append((position + 1, struct.calcsize(">" + number), number, key, scaler))
             elif tag == 0x09 and content[position + 1] == 12 and code in CLOCK_CODES and key in keys:
                 values.append((position + 2, 12, "12s", key, "clock"))
+            elif tag in _TEXT_TAGS and field.kind == TEXT_KIND and content[position + 1] < 0x80:
+                value = template[key]
+                maker = list_id_manufacturer(str(value)) if key == NEK_HAN_FIELD_OBIS_LIST_VER_ID else None
+                raw = content[position + 2 : position + 2 + content[position + 1]]
+                texts.append(_Text(key, position, code, maker, {raw: value}))
         header = read_notification_header(content)
         invoke = apdu_offset(content) + 1
         values.append((invoke, 4, "4x", "", None))
@@ -100,7 +146,6 @@ class _Shape:
                 header_key = NEK_HAN_FIELD_METER_DATETIME
         values.sort()
         parts: List[str] = []
-        mask = bytearray(b"\xff" * len(content))
         plain: List[Tuple[int, str]] = []
         self._multiplied: List[Tuple[int, str, int]] = []
         self._divided: List[Tuple[int, str, int]] = []
@@ -111,7 +156,6 @@ class _Shape:
             if offset > cursor:
                 parts.append(f"{offset - cursor}x")
             parts.append(number)
-            mask[offset : offset + size] = bytes(size)
             cursor = offset + size
             if number.endswith("x"):
                 continue
@@ -130,19 +174,30 @@ class _Shape:
             parts.append(f"{len(content) - cursor}x")
         if header_key and header_key not in template:
             raise ValueError("header date-time not in the dictionary")
+        value_spans = [(offset, size) for offset, size, *_ in values]
+        text_spans = [(text.tag_offset + 2, content[text.tag_offset + 1]) for text in texts]
+        whole = int.from_bytes(content, "big")
         self._unpack = struct.Struct(">" + "".join(parts)).unpack
-        self._mask = int.from_bytes(mask, "big")
-        self._skeleton = int.from_bytes(content, "big") & self._mask
+        self._mask = _mask_of(len(content), value_spans)
+        self._skeleton = whole & self._mask
+        self._text_mask = _mask_of(len(content), value_spans + text_spans)
+        self._text_skeleton = whole & self._text_mask
+        self._texts = texts
         self._plain_keys = [key for _, key in plain]
         self._plain_get = _getter([i for i, _ in plain]) if plain else None
         self._template = template
 
-    def decode(self, content: bytes) -> Optional[Dict[str, ItemValue]]:
-        """Return the dictionary of a message of this shape, or None when the message does not fit it."""
-        fields = self._unpack(content)
-        if int.from_bytes(content, "big") & self._mask != self._skeleton:
+    def decode(self, content: bytes, whole: int) -> Optional[Dict[str, ItemValue]]:
+        """Return the dictionary of a message of this shape (whole: its bytes as one integer), or None."""
+        if whole & self._mask == self._skeleton:
+            result = self._template.copy()
+        elif self._texts and whole & self._text_mask == self._text_skeleton:
+            result = self._template.copy()
+            if not self._put_texts(content, result):
+                return None
+        else:
             return None
-        result = self._template.copy()
+        fields = self._unpack(content)
         if self._plain_get is not None:
             result.update(zip(self._plain_keys, self._plain_get(fields)))
         for index, key, factor in self._multiplied:
@@ -160,6 +215,25 @@ class _Shape:
                 return None
             result[NEK_HAN_FIELD_METER_DATETIME] = moment
         return result
+
+    def _put_texts(self, content: bytes, result: Dict[str, ItemValue]) -> bool:
+        """Put the text values in result as the full decoder reads them; False if one changes the decoder."""
+        for text in self._texts:
+            length = content[text.tag_offset + 1]
+            raw = content[text.tag_offset + 2 : text.tag_offset + 2 + length]
+            value = text.values.get(raw)
+            if value is None:
+                value = item_value(text.code, read_data(content, text.tag_offset)[0])
+                if value is None or (
+                    text.key == NEK_HAN_FIELD_OBIS_LIST_VER_ID
+                    and list_id_manufacturer(str(value)) != text.maker
+                ):
+                    return False  # a list id naming another maker (or none): the full path decides
+                if len(text.values) >= _MAX_TEXTS:
+                    text.values.clear()
+                text.values[raw] = value
+            result[text.key] = value
+        return True
 
 
 def _candidates(frame_content: bytes) -> tuple[str, ...]:
@@ -181,11 +255,15 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
 class AutoDecoder:
     """Decode frame content of any supported meter, the same way whatever was decoded before."""
 
-    def __init__(self) -> None:
-        """Start without a previous decoder and with an empty shape cache."""
+    def __init__(self, max_shapes: int = MAX_SHAPES) -> None:
+        """Start with an empty shape cache of up to max_shapes layouts (0: no cache, full decoder only)."""
         self._previous: Optional[str] = None
         self._warnings = LogLimiter()
-        self._shapes: Dict[int, _Shape] = {}
+        self._max_shapes = max(0, max_shapes)
+        self._shapes: OrderedDict[int, List[_Shape]] = OrderedDict()  # by message length, least recent first
+        self._shape_count = 0
+        self._recent_length = -1
+        self._sightings: OrderedDict[_Signature, bool] = OrderedDict()  # seen once; False: takes no shape
         self.shape_cache_hits = 0
 
     @property
@@ -229,36 +307,75 @@ class AutoDecoder:
         """Decode an information field (LLC header optional) into the dictionary; None if nothing fits.
 
         A message with the skeleton of one decoded before is read through that shape (one struct call);
-        any other message goes through the full decoder, whose result then becomes the shape of its length.
+        any other message goes through the full decoder, and a skeleton the full decoder has now seen twice
+        becomes a shape.
         """
         try:
-            shape = self._shapes.get(len(frame_content))
+            length = len(frame_content)
+            shapes = self._shapes.get(length)
         except TypeError:  # not bytes at all: the full path logs it and gives None
-            shape = None
-        if shape is not None:
+            shapes = None
+        if shapes is not None:
             try:
-                result = shape.decode(frame_content)
-            except Exception:  # not a bytes-like object of that length, or a bug: the full path decides
+                whole = int.from_bytes(frame_content, "big")
+                for shape in shapes:
+                    result = shape.decode(frame_content, whole)
+                    if result is not None:
+                        self._hit(length, shapes, shape)
+                        return result
+            except Exception:  # not a bytes-like object, or a bug: the full path decides
                 _LOGGER.debug("shape cache failed on %r", frame_content, exc_info=True)
-                result = None
-            if result is not None:
-                self._previous = shape.name
-                self.shape_cache_hits += 1
-                return result
         trace: Trace = []
         message = self._decode(frame_content, trace)
         if message is None:
             return None
-        name = self._previous
-        if name is not None:
-            try:
-                content = bytes(frame_content)
-                if len(self._shapes) >= _MAX_SHAPES:
-                    self._shapes.clear()
-                self._shapes[len(content)] = _Shape(name, content, message, trace)
-            except Exception:  # a layout the cache does not take (e.g. a key twice): full path only
-                self._shapes.pop(len(frame_content), None)
+        if self._max_shapes and self._previous is not None:
+            self._learn(self._previous, bytes(frame_content), message, trace)
         return message_to_dict(message)
+
+    def _hit(self, length: int, shapes: List[_Shape], shape: _Shape) -> None:
+        """Count a shape cache hit and make its shape the most recently used."""
+        self._previous = shape.name
+        self.shape_cache_hits += 1
+        if length != self._recent_length:
+            self._shapes.move_to_end(length)
+            self._recent_length = length
+        if shapes[0] is not shape:
+            shapes.remove(shape)
+            shapes.insert(0, shape)
+
+    def _learn(self, name: str, content: bytes, message: DecodedMessage, trace: Trace) -> None:
+        """Note a fully decoded message's skeleton; on its second sighting make it a shape."""
+        signature = (name, len(content), tuple(trace))
+        sightings = self._sightings
+        takes_shape = sightings.pop(signature, None)
+        if takes_shape is None:  # first sighting
+            sightings[signature] = True
+            if len(sightings) > _MAX_SIGHTINGS:
+                sightings.popitem(last=False)
+            return
+        if not takes_shape:
+            sightings[signature] = False
+            return
+        try:
+            shape = _Shape(name, content, message, trace)
+        except Exception:  # a layout the cache does not take (e.g. a key twice): full path only
+            sightings[signature] = False
+            return
+        shapes = self._shapes.setdefault(len(content), [])
+        shapes.insert(0, shape)
+        self._shapes.move_to_end(len(content))
+        self._recent_length = len(content)
+        self._shape_count += 1
+        if len(shapes) > _MAX_SHAPES_PER_LENGTH:
+            shapes.pop()
+            self._shape_count -= 1
+        while self._shape_count > self._max_shapes:
+            oldest_length, oldest = next(iter(self._shapes.items()))
+            oldest.pop()
+            self._shape_count -= 1
+            if not oldest:
+                del self._shapes[oldest_length]
 
     def _warn(self, message: str, detail: str) -> None:
         """Log a rate-limited warning about frame content that garbage input can trigger."""
