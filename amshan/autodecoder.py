@@ -325,11 +325,11 @@ class AutoDecoder:
                         return result
             except Exception:  # not a bytes-like object, or a bug: the full path decides
                 _LOGGER.debug("shape cache failed on %r", frame_content, exc_info=True)
-        trace: Trace = []
+        trace: Optional[Trace] = [] if self._max_shapes else None
         message = self._decode(frame_content, trace)
         if message is None:
             return None
-        if self._max_shapes and self._previous is not None:
+        if trace is not None and self._previous is not None:
             self._learn(self._previous, bytes(frame_content), message, trace)
         return message_to_dict(message)
 

@@ -459,9 +459,7 @@ async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: 
         )
 
         def factory() -> Awaitable[MeterTransportProtocol]:
-            return create_serial(
-                queue, loop, url=source.location, baudrate=args.baudrate, parity=args.parity
-            )
+            return create_serial(queue, loop, url=source.location, baudrate=args.baudrate, parity=args.parity)
 
     idle_timeout = args.idle_timeout if args.idle_timeout > 0 else None
     manager = ConnectionManager(factory, idle_timeout=idle_timeout)
