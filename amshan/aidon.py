@@ -7,7 +7,7 @@ from typing import Dict, Optional
 
 from amshan._errors import DecodeError, shown
 from amshan.dlms import read_notification_header
-from amshan.generic import (
+from amshan.items import (
     DecodedMessage,
     ItemValue,
     MeterItem,

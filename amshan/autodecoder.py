@@ -13,7 +13,7 @@ from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time, read_data
 from amshan.dlms import apdu_offset, read_notification_header
-from amshan.generic import (
+from amshan.items import (
     TEXT_KIND,
     DecodedMessage,
     ItemValue,
@@ -95,6 +95,7 @@ class _Shape:
     __slots__ = (
         "_clocks",
         "_divided",
+        "_floated",
         "_header",
         "_mask",
         "_multiplied",
@@ -149,6 +150,7 @@ class _Shape:
         plain: List[Tuple[int, str]] = []
         self._multiplied: List[Tuple[int, str, int]] = []
         self._divided: List[Tuple[int, str, int]] = []
+        self._floated: List[Tuple[int, str, int]] = []  # multiplied, then a float as the full decoder gives
         self._clocks: List[Tuple[int, str]] = []
         self._header = -1
         cursor = index = 0
@@ -166,7 +168,8 @@ class _Shape:
             elif scaler == 0:
                 plain.append((index, key))
             elif scaler > 0:
-                self._multiplied.append((index, key, 10**scaler))
+                target = self._floated if type(template.get(key)) is float else self._multiplied
+                target.append((index, key, 10**scaler))
             else:
                 self._divided.append((index, key, 10**-scaler))
             index += 1
@@ -204,6 +207,8 @@ class _Shape:
             result[key] = fields[index] * factor
         for index, key, divisor in self._divided:
             result[key] = fields[index] / divisor
+        for index, key, factor in self._floated:
+            result[key] = float(fields[index] * factor)
         for index, key in self._clocks:
             moment = decode_date_time(fields[index], 0)
             if moment is None:

@@ -12,8 +12,8 @@ from typing import Dict, List
 
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder
-from amshan.generic import ItemValue
 from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
+from amshan.items import ItemValue
 
 __all__ = ["MeterReader", "ReaderStats"]
 

@@ -10,7 +10,8 @@ import _cosem_encoder as enc
 import pytest
 from _support import corpus_frames
 
-from amshan import DecodeError, aidon, kaifa, kamstrup, obis_map
+from amshan import DecodeError, aidon, generic, kaifa, kamstrup, obis_map
+from amshan import items as item_model
 from amshan.autodecoder import DECODERS, AutoDecoder, MeterItem
 from amshan.cosem import CommonDataTypes, PhysicalUnits, apply_scaler, unit_symbol
 
@@ -148,6 +149,13 @@ class TestItems:
             assert decoded is not None
             for item in items:
                 assert decoded[item.name or item.obis] == item.value
+
+    def test_generic_still_exports_the_item_model_it_offered_before_the_split(self) -> None:
+        for name in generic.__all__:
+            assert hasattr(generic, name), name
+        for name in ("MeterItem", "DecodedMessage", "Trace", "field_of", "make_item", "message_to_dict"):
+            assert getattr(generic, name) is getattr(item_model, name)
+        assert generic.MeterItem is MeterItem
 
     def test_positional_kaifa_items_get_their_documented_codes(self) -> None:
         items = AutoDecoder().decode_items(bytes.fromhex(vector("no-kaifa-list3-amshan-llc")["hex"]))

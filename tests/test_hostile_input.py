@@ -28,7 +28,7 @@ from amshan import DecodeError, aidon, generic, kaifa, kamstrup
 from amshan.autodecoder import AutoDecoder
 from amshan.axdr import MAX_DEPTH, DataType, read_data
 from amshan.dlms import decode_data_notification
-from amshan.generic import Trace, field_of
+from amshan.items import Trace, field_of
 
 MEMORY_LIMIT = 128 << 10  # bytes of peak allocation decoding hostile input (65535 list slots take 512 KiB)
 TIME_LIMIT = 5.0  # seconds; generous (shared machine), yet far below what a claimed count would cost

@@ -46,7 +46,7 @@ def _load_amshan() -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for _decoders
     from _decoders import assert_contained
 
-    from amshan import DecodeError, generic, hdlc
+    from amshan import DecodeError, hdlc, items
     from amshan.autodecoder import DECODERS, AutoDecoder
     from amshan.axdr import read_data
 
@@ -56,7 +56,7 @@ def _load_amshan() -> dict[str, Any]:
         "read_data": read_data,
         "assert_contained": assert_contained,
         "DECODERS": DECODERS,
-        "message_to_dict": generic.message_to_dict,
+        "message_to_dict": items.message_to_dict,
         "AutoDecoder": AutoDecoder,
     }
 

@@ -1,0 +1,93 @@
+"""The ``amshan`` command: read a meter (serial, TCP, file, stdin), print it, or forward it to InfluxDB.
+
+Subcommands: ``read`` (print each message as JSON, as OBIS items, or each HDLC frame), ``forward-influxdb``,
+``demo`` (a simulated meter read through the real TCP connection and ConnectionManager) and ``simulate``
+(the simulated meter alone). Run ``amshan --help`` or ``amshan COMMAND --help``. Each command is a module of
+this package; ``sources`` opens sources and sinks, ``formats`` prints, ``options`` holds what they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any, Callable, Optional, TextIO
+
+from amshan import __version__
+from amshan.cli import demo, forward_influxdb, read, simulate
+from amshan.cli.demo import DEFAULT_DEMO_DURATION, DEFAULT_DEMO_INTERVAL
+from amshan.cli.formats import Sink, describe_frame
+from amshan.cli.options import (
+    DEFAULT_IDLE_TIMEOUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    SERIAL_HELP,
+    UsageError,
+)
+from amshan.cli.sources import Source, parse_source, read_live, read_recorded
+
+__all__ = [
+    "DEFAULT_DEMO_DURATION",
+    "DEFAULT_DEMO_INTERVAL",
+    "DEFAULT_IDLE_TIMEOUT",
+    "SERIAL_HELP",
+    "Sink",
+    "Source",
+    "UsageError",
+    "build_parser",
+    "describe_frame",
+    "main",
+    "parse_source",
+    "read_live",
+    "read_recorded",
+]
+
+_Command = Callable[[argparse.Namespace, TextIO, TextIO], Coroutine[Any, Any, int]]
+_COMMANDS: dict[str, _Command] = {
+    "read": read.run,
+    "forward-influxdb": forward_influxdb.run,
+    "demo": demo.run,
+    "simulate": simulate.run,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the ``amshan`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="amshan",
+        description="Read and decode the HAN port of smart electricity meters (Aidon, Kaifa, Kamstrup and"
+        " other DLMS/COSEM meters that push OBIS lists).",
+        epilog="Serial settings: " + SERIAL_HELP + " Try `amshan demo` first: it needs no meter.",
+    )
+    parser.add_argument("--version", action="version", version=f"amshan {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for command in (read, forward_influxdb, demo, simulate):
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``amshan`` command line; return the exit status (0 ok, 1 failure, 2 usage, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+        format=("%(asctime)s " if args.verbose else "") + "%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(_COMMANDS[args.command](args, sys.stdout, sys.stderr))
+    except UsageError as error:
+        sys.stderr.write(f"amshan: {error}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # a second Ctrl-C while buffered points were being written
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout went away (amshan read ... | head)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
