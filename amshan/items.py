@@ -16,6 +16,7 @@ from amshan.axdr import (
     decode_date_time,
     read_data,
     read_length,
+    visible_text,
 )
 from amshan.cosem import UNIT_SYMBOLS, apply_scaler
 from amshan.obis_map import (
@@ -237,8 +238,12 @@ class _RegisterPlan(NamedTuple):
 
     size: int  # 2 or 3 elements (3: a scaler-unit follows the value)
     code: bytes
-    field: _Field
-    number: Optional[Tuple[Callable[[bytes, int], Tuple[int]], int]]  # an integer tag's reader and size
+    number: Optional[Callable[[bytes, int], Tuple[int]]]  # a named number field's integer: its reader
+    width: int  # the integer's tag and value octets
+    text: Optional[Callable[[bytes], str]]  # a named text field's string: its bytes as text
+    obis: str
+    name: Optional[str]
+    unit: Optional[str]
 
 
 _REGISTER_HEADS = {b"\x02\x02\x09\x06": 2, b"\x02\x03\x09\x06": 3}  # a register structure -> its size
@@ -247,6 +252,7 @@ _INTEGER_READERS: dict[int, Tuple[Callable[[bytes, int], Tuple[int]], int]] = {
     for tag, fmt in ((0x05, "i"), (0x06, "I"), (0x0F, "b"), (0x10, "h"), (0x11, "B"), (0x12, "H"),
                      (0x14, "q"), (0x15, "Q"), (0x16, "B"))
 }  # fmt: skip
+_TEXT_READERS: dict[int, Callable[[bytes], str]] = {0x09: octet_text, 0x0A: visible_text}  # item_value's
 _REGISTER_PLANS: dict[bytes, _RegisterPlan] = {}
 _REGISTER_PLANS_MAX = 4096
 
@@ -261,7 +267,11 @@ def _register_plan(data: bytes, pos: int) -> _RegisterPlan:
         raise DecodeError(f"expected a structure 02 02/03 09 06 <OBIS>, found {head[:4].hex(' ')}", pos)
     if len(head) < 11:
         raise truncated(data)
-    plan = _RegisterPlan(size, head[4:10], field_of(head[4:10]), _INTEGER_READERS.get(head[10]))
+    code = head[4:10]
+    field = field_of(code)
+    number, width = _INTEGER_READERS.get(head[10], (None, 0)) if field.kind is _NUMBER else (None, 0)
+    text = _TEXT_READERS.get(head[10]) if field.kind is _TEXT else None
+    plan = _RegisterPlan(size, code, number, width, text, field.obis, field.name, field.unit)
     if len(_REGISTER_PLANS) < _REGISTER_PLANS_MAX:
         _REGISTER_PLANS[head] = plan
     return plan
@@ -278,17 +288,22 @@ def walk_registers(
 ) -> int:
     """Walk count structures {09 06 OBIS, value[, scaler-unit]} (Aidon layout); return the end position.
 
-    With strict, a named field's value of the wrong kind raises a DecodeError (see make_item).
+    With strict, a named field's value of the wrong kind raises a DecodeError (see make_item).  The items
+    meters send most (a named number field's integer, a named text field's short string) are built in line
+    from the structure's remembered plan: what make_item would build, without its checks (profiled).
     """
     for _ in range(count):
-        plan = _REGISTER_PLANS.get(data[pos : pos + 11]) or _register_plan(data, pos)
-        size, code, field, number = plan
+        size, code, number, width, text, obis, name, field_unit = _REGISTER_PLANS.get(
+            data[pos : pos + 11]
+        ) or _register_plan(data, pos)
         start = pos + 10
-        integer: Optional[int] = None
+        value: Optional[ItemValue] = None
         if number is not None:
-            integer = number[0](data, start + 1)[0]
-            raw: AxdrValue = integer
-            pos = start + number[1]
+            value = integer = number(data, start + 1)[0]
+            pos = start + width
+        elif text is not None and data[start + 1] < 0x80 and start + 2 + data[start + 1] <= len(data):
+            pos = start + 2 + data[start + 1]
+            value = text(data[start + 2 : pos])
         else:
             raw, pos = read_data(data, start)
         if size == 3:
@@ -296,14 +311,14 @@ def walk_registers(
             pos += 6
         else:
             scaler, unit = 0, None
-        if integer is not None and field.kind is _NUMBER:  # make_item's common case, in line (profiled)
-            value = float(apply_scaler(integer, scaler)) if scaler else integer  # a sent scaler: a float
-            unit = unit if unit is not None else field.unit
-            items.append(_new_tuple(MeterItem, (field.obis, field.name, value, unit)))
-        else:
+        if value is None:
             item = make_item(code, raw, scaler, unit, start if strict else -1, sent=size == 3)
             if item is not None:
                 items.append(item)
+        else:
+            if scaler and number is not None:
+                value = float(apply_scaler(integer, scaler))  # a sent scaler gives a float
+            items.append(_new_tuple(MeterItem, (obis, name, value, unit if unit is not None else field_unit)))
         if trace is not None:
             trace.append((start, code, scaler))
     return pos
