@@ -11,6 +11,7 @@ from contextlib import suppress
 from typing import Any, Awaitable, Callable, ClassVar, Optional, Tuple, TypeVar
 
 from amshan._ratelimit import LogLimiter
+from amshan.dlms import is_whole_apdu
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 
 _LOGGER = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ class SmartMeterFrameContentProtocol(SmartMeterBaseProtocol):
         """Send message contents (information field including the LLC header) to destination_queue."""
         super().__init__(frame_reader)
         self.queue: asyncio.Queue[bytes] = destination_queue
-        self._assembler = HdlcMessageAssembler()
+        self._assembler = HdlcMessageAssembler(is_whole_apdu)
 
     @property
     def broken_messages(self) -> int:

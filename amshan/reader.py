@@ -12,6 +12,7 @@ from typing import Dict, List
 
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder
+from amshan.dlms import is_whole_apdu
 from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
 from amshan.items import ItemValue
 
@@ -40,7 +41,7 @@ class MeterReader:
     def __init__(self) -> None:
         """Start a reader with empty buffers for one stream."""
         self._hdlc = HdlcFrameReader()
-        self._assembler = HdlcMessageAssembler()
+        self._assembler = HdlcMessageAssembler(is_whole_apdu)
         self._decoder = AutoDecoder()
         self._errors = LogLimiter()
         self.stats = ReaderStats()

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder, MeterItem
+from amshan.dlms import is_whole_apdu
 from amshan.hdlc import HdlcFrame, HdlcMessageAssembler
 from amshan.influxdb import InfluxDbWriter, PointMaker
 from amshan.items import message_to_dict
@@ -100,7 +101,7 @@ class Sink:
         self._flush_each = flush_each
         self._limit = limit
         self._decoder = AutoDecoder()
-        self._assembler = HdlcMessageAssembler()
+        self._assembler = HdlcMessageAssembler(is_whole_apdu)
         self.complaints = _Complaints(stderr)
         self.frames = 0
         self.invalid_frames = 0
