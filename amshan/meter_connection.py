@@ -67,6 +67,10 @@ class ExponentialBackOff(BackOffStrategy):
         return min(self._delay, self.max_delay)
 
 
+DROP_POLICIES = ("newest", "oldest")
+"""What a protocol's full bounded queue loses: the item that does not fit (default), or the oldest one."""
+
+
 class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
     """An asyncio protocol cutting the meter's byte stream into HDLC frames; subclasses handle the frames."""
 
@@ -74,9 +78,16 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
     # How often (seconds) a recurring warning or garbage summary may be logged.
     LOG_INTERVAL_SEC: ClassVar[float] = 60.0
 
-    def __init__(self, frame_reader: Optional[HdlcFrameReader] = None) -> None:
-        """Use frame_reader, or a reader without octet stuffing (the meters' setting) when None."""
+    def __init__(self, frame_reader: Optional[HdlcFrameReader] = None, *, drop: str = "newest") -> None:
+        """Use frame_reader, or a reader without octet stuffing (the meters' setting) when None.
+
+        drop says what a full bounded queue loses: "newest" (the item that does not fit, the default) or
+        "oldest" (the item waiting longest, so that a live meter's latest reading gets through).
+        """
         super().__init__()
+        if drop not in DROP_POLICIES:
+            raise ValueError(f"drop must be one of {', '.join(DROP_POLICIES)}, not {drop!r}")
+        self.drop = drop
         self.instance_id: int = SmartMeterBaseProtocol.total_instance_counter
         SmartMeterBaseProtocol.total_instance_counter += 1
         self._frame_reader = frame_reader if frame_reader is not None else HdlcFrameReader()
@@ -186,13 +197,20 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
             self._summarised_discarded = self.discarded_bytes
 
     def _put(self, queue: asyncio.Queue[_T], item: _T) -> None:
-        """Put item on queue, or drop and count it when the bounded queue is full (reported rate-limited)."""
+        """Put item on queue; when the bounded queue is full drop the newest or oldest item as self.drop says.
+
+        Either way one item is lost and counted in queue_full_drops (reported rate-limited).
+        """
         try:
             queue.put_nowait(item)
         except asyncio.QueueFull:
             self.queue_full_drops += 1
             self._queue_maxsize = queue.maxsize
             self._log_queue_full_drops()
+            if self.drop == "oldest":
+                queue.get_nowait()
+                queue.task_done()  # the dropped item will never be processed: keep join() working
+                queue.put_nowait(item)
             return
         if self._reported_drops != self.queue_full_drops:  # room again: the drops not yet reported are due
             self._log_queue_full_drops()
@@ -218,10 +236,14 @@ class SmartMeterFrameProtocol(SmartMeterBaseProtocol):
     """Put every frame read from the stream, valid or not, on a queue (e.g. for logging raw frames)."""
 
     def __init__(
-        self, destination_queue: asyncio.Queue[HdlcFrame], frame_reader: Optional[HdlcFrameReader] = None
+        self,
+        destination_queue: asyncio.Queue[HdlcFrame],
+        frame_reader: Optional[HdlcFrameReader] = None,
+        *,
+        drop: str = "newest",
     ) -> None:
-        """Send frames to destination_queue; see SmartMeterBaseProtocol for frame_reader."""
-        super().__init__(frame_reader)
+        """Send frames to destination_queue; see SmartMeterBaseProtocol for frame_reader and drop."""
+        super().__init__(frame_reader, drop=drop)
         self.queue: asyncio.Queue[HdlcFrame] = destination_queue
 
     def frame_received(self, frame: HdlcFrame) -> None:
@@ -233,10 +255,17 @@ class SmartMeterFrameContentProtocol(SmartMeterBaseProtocol):
     """Put the content of each valid, non-empty message on a queue, HDLC segments reassembled first."""
 
     def __init__(
-        self, destination_queue: asyncio.Queue[bytes], frame_reader: Optional[HdlcFrameReader] = None
+        self,
+        destination_queue: asyncio.Queue[bytes],
+        frame_reader: Optional[HdlcFrameReader] = None,
+        *,
+        drop: str = "newest",
     ) -> None:
-        """Send message contents (information field including the LLC header) to destination_queue."""
-        super().__init__(frame_reader)
+        """Send message contents (information field including the LLC header) to destination_queue.
+
+        See SmartMeterBaseProtocol for frame_reader and drop.
+        """
+        super().__init__(frame_reader, drop=drop)
         self.queue: asyncio.Queue[bytes] = destination_queue
         self._assembler = HdlcMessageAssembler(is_whole_apdu)
 

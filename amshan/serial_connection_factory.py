@@ -37,18 +37,29 @@ async def _create_serial_connection(
 
 
 async def create_serial_frame_connection(
-    queue: asyncio.Queue[HdlcFrame], loop: Optional[asyncio.AbstractEventLoop], *args: Any, **kwargs: Any
+    queue: asyncio.Queue[HdlcFrame],
+    loop: Optional[asyncio.AbstractEventLoop],
+    *args: Any,
+    drop: str = "newest",
+    **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Open a serial port that puts every frame on queue; args and kwargs go to serial.serial_for_url.
 
     For example `url="/dev/ttyUSB0", baudrate=2400, parity=serial.PARITY_EVEN` (Aidon, Kaifa) or
-    `parity=serial.PARITY_NONE` (Kamstrup). loop None means the running loop.
+    `parity=serial.PARITY_NONE` (Kamstrup). loop None means the running loop. drop ("newest", the
+    default, or "oldest") is what a full bounded queue loses (SmartMeterBaseProtocol).
     """
-    return await _create_serial_connection(loop, SmartMeterFrameProtocol(queue), args, kwargs)
+    return await _create_serial_connection(loop, SmartMeterFrameProtocol(queue, drop=drop), args, kwargs)
 
 
 async def create_serial_frame_content_connection(
-    queue: asyncio.Queue[bytes], loop: Optional[asyncio.AbstractEventLoop], *args: Any, **kwargs: Any
+    queue: asyncio.Queue[bytes],
+    loop: Optional[asyncio.AbstractEventLoop],
+    *args: Any,
+    drop: str = "newest",
+    **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Open a serial port that puts each valid message's content on queue; arguments as for frames."""
-    return await _create_serial_connection(loop, SmartMeterFrameContentProtocol(queue), args, kwargs)
+    return await _create_serial_connection(
+        loop, SmartMeterFrameContentProtocol(queue, drop=drop), args, kwargs
+    )

@@ -27,17 +27,26 @@ async def _create_tcp_connection(
 
 
 async def create_tcp_frame_connection(
-    queue: asyncio.Queue[HdlcFrame], loop: Optional[asyncio.AbstractEventLoop], *args: Any, **kwargs: Any
+    queue: asyncio.Queue[HdlcFrame],
+    loop: Optional[asyncio.AbstractEventLoop],
+    *args: Any,
+    drop: str = "newest",
+    **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Connect to a TCP stream that puts every frame on queue; args and kwargs go to loop.create_connection.
 
-    For example `"192.168.1.10", 3001` (host, port). loop None means the running loop.
+    For example `"192.168.1.10", 3001` (host, port). loop None means the running loop. drop ("newest", the
+    default, or "oldest") is what a full bounded queue loses (SmartMeterBaseProtocol).
     """
-    return await _create_tcp_connection(loop, SmartMeterFrameProtocol(queue), args, kwargs)
+    return await _create_tcp_connection(loop, SmartMeterFrameProtocol(queue, drop=drop), args, kwargs)
 
 
 async def create_tcp_frame_content_connection(
-    queue: asyncio.Queue[bytes], loop: Optional[asyncio.AbstractEventLoop], *args: Any, **kwargs: Any
+    queue: asyncio.Queue[bytes],
+    loop: Optional[asyncio.AbstractEventLoop],
+    *args: Any,
+    drop: str = "newest",
+    **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Connect to a TCP stream that puts each valid message's content on queue; arguments as for frames."""
-    return await _create_tcp_connection(loop, SmartMeterFrameContentProtocol(queue), args, kwargs)
+    return await _create_tcp_connection(loop, SmartMeterFrameContentProtocol(queue, drop=drop), args, kwargs)

@@ -54,6 +54,7 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         args.database = None
         args.count = None
         args.idle_timeout = DEFAULT_IDLE_TIMEOUT
+        args.drop = "newest"
         sink = Sink(args.format, stdout=stdout, stderr=stderr, flush_each=True)
         await run_pipeline(parse_source(address), args, sink, None, stderr)
     stderr.write(f"amshan demo: {sink.decoded} messages decoded from {sink.messages} received\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
+from amshan.meter_connection import DROP_POLICIES
 
 DEFAULT_IDLE_TIMEOUT = 60.0  # meters push at least every 10 s; a minute of silence means a dead link
 EXIT_OK = 0
@@ -60,6 +61,13 @@ def add_source(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_IDLE_TIMEOUT,
         metavar="SECONDS",
         help="reconnect when no valid frame came for this long (default %(default)g; 0 turns it off)",
+    )
+    live.add_argument(
+        "--drop",
+        choices=DROP_POLICIES,
+        default="newest",
+        help="when the output falls behind and the queue of readings is full, drop the newest (default) "
+        "or the oldest reading (keeps the latest reading of a live meter flowing)",
     )
     recorded = parser.add_argument_group("files and stdin")
     recorded.add_argument(

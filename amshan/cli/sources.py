@@ -204,7 +204,7 @@ async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: 
         create_tcp = create_tcp_frame_connection if sink.wants_frames else create_tcp_frame_content_connection
 
         def factory() -> Awaitable[MeterTransportProtocol]:
-            return create_tcp(queue, loop, source.host, source.port)
+            return create_tcp(queue, loop, source.host, source.port, drop=args.drop)
 
     else:
         create_serial = (
@@ -212,7 +212,9 @@ async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: 
         )
 
         def factory() -> Awaitable[MeterTransportProtocol]:
-            return create_serial(queue, loop, url=source.location, baudrate=args.baudrate, parity=args.parity)
+            return create_serial(
+                queue, loop, url=source.location, baudrate=args.baudrate, parity=args.parity, drop=args.drop
+            )
 
     idle_timeout = args.idle_timeout if args.idle_timeout > 0 else None
     manager = ConnectionManager(factory, idle_timeout=idle_timeout)
