@@ -17,7 +17,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["amshan", "amshan.*"]),
     package_data={"amshan": ["py.typed", "data/*"]},
-    install_requires=["crcmod-plus>=2.0", "pyserial>=3.4", "pyserial-asyncio>=0.6"],
+    install_requires=["crcmod-plus>=2.0", "cryptography>=3.4", "pyserial>=3.4", "pyserial-asyncio>=0.6"],
     extras_require={
         "test": ["pytest>=7", "pytest-asyncio>=0.21", "hypothesis>=6"],
         "dev": ["ruff", "mypy", "types-pyserial"],

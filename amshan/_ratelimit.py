@@ -26,3 +26,7 @@ class LogLimiter:
         self._next_time = now + self.interval_sec
         self.held_back, self._held = self._held, 0
         return True
+
+    def held_back_note(self, what: str) -> str:
+        """Return " (N what)" naming the records held back before this one, or "" when there were none."""
+        return f" ({self.held_back} {what})" if self.held_back else ""

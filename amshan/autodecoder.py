@@ -6,13 +6,14 @@ import logging
 import struct
 from collections import OrderedDict
 from operator import itemgetter
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
 
-from amshan import aidon, generic, kaifa, kamstrup
+from amshan import aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time, read_data
-from amshan.dlms import apdu_offset, read_notification_header
+from amshan.cipher import CIPHERING_TAGS, CipherStats, Decipherer, parse_ciphered_apdu
+from amshan.dlms import LLC_HEADER, apdu_offset, decode_data_notification, read_notification_header
 from amshan.items import (
     TEXT_KIND,
     DecodedMessage,
@@ -34,6 +35,8 @@ DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
     aidon.NAME: aidon.decode_message,
     kaifa.NAME: kaifa.decode_message,
     kamstrup.NAME: kamstrup.decode_message,
+    iskra.NAME: iskra.decode_message,
+    landisgyr.NAME: landisgyr.decode_message,
     generic.NAME: generic.decode_message,
 }
 """Every decoder by the name AutoDecoder reports for it."""
@@ -52,6 +55,7 @@ _NUMBER_FORMATS = {
 _TEXT_TAGS = (0x09, 0x0A)  # octet-string, visible-string: a named text field's fixed-length value
 _Fields = Tuple[Any, ...]
 _Signature = Tuple[str, int, Tuple[Tuple[int, bytes, int], ...]]
+_T = TypeVar("_T")
 
 
 def _getter(indices: List[int]) -> Callable[[_Fields], _Fields]:
@@ -252,18 +256,52 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
         if first == b"\x0a":
             return (kamstrup.NAME, generic.NAME)
         if first in (b"\x09", b"\x06"):
-            return (kaifa.NAME, generic.NAME)
+            return (kaifa.NAME, iskra.NAME, generic.NAME)
+        if first == b"\x12":
+            return (landisgyr.NAME, generic.NAME)
         return (generic.NAME,)
     return ()
 
 
-class AutoDecoder:
-    """Decode frame content of any supported meter, the same way whatever was decoded before."""
+_CIPHERING_TAG_BYTES = tuple(bytes((tag,)) for tag in CIPHERING_TAGS)
 
-    def __init__(self, max_shapes: int = MAX_SHAPES) -> None:
-        """Start with an empty shape cache of up to max_shapes layouts (0: no cache, full decoder only)."""
+
+def _ciphering_offset(frame_content: bytes) -> int:
+    """Return where a ciphering APDU (0xdb/0xdc) starts in an information field, or -1 when there is none."""
+    try:
+        if frame_content[3:4] in _CIPHERING_TAG_BYTES and frame_content[:3] in (LLC_HEADER, b"\xe6\xe6\x00"):
+            return 3
+        return 0 if frame_content[:1] in _CIPHERING_TAG_BYTES else -1
+    except Exception:  # not bytes at all: the plain path reports it
+        return -1
+
+
+def _is_whole_apdu(plaintext: bytes) -> bool:
+    """Return True when the plaintext parses as one whole data-notification."""
+    try:
+        decode_data_notification(plaintext)
+    except DecodeError:
+        return False
+    return True
+
+
+class AutoDecoder:
+    """Decode frame content of any supported meter, the same way whatever was decoded before.
+
+    With the meter's keys it also decrypts general-glo/ded-ciphering APDUs (see ``amshan.cipher``).
+    """
+
+    def __init__(
+        self,
+        *,
+        encryption_key: Optional[bytes] = None,
+        authentication_key: Optional[bytes] = None,
+        max_shapes: int = MAX_SHAPES,
+    ) -> None:
+        """Start with the keys (16 bytes or None) and an empty cache of up to max_shapes layouts (0: none)."""
         self._previous: Optional[str] = None
         self._warnings = LogLimiter()
+        self._decipherer = Decipherer(encryption_key, authentication_key)
         self._max_shapes = max(0, max_shapes)
         self._shapes: OrderedDict[int, List[_Shape]] = OrderedDict()  # by message length, least recent first
         self._shape_count = 0
@@ -272,13 +310,59 @@ class AutoDecoder:
         self.shape_cache_hits = 0
 
     @property
+    def decipherer(self) -> Decipherer:
+        """Return the decipherer holding this decoder's keys and invocation counters."""
+        return self._decipherer
+
+    @property
+    def cipher_stats(self) -> CipherStats:
+        """Return the counts of ciphered messages decrypted and of those that gave no data (and why)."""
+        return self._decipherer.stats
+
+    @property
     def previous_success_decoder(self) -> Optional[str]:
-        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Kamstrup", "Generic")."""
+        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Iskraemeco", ...)."""
         return self._previous
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:
         """Decode an information field (LLC header optional) into manufacturer, date-time, items; or None."""
-        return self._decode(frame_content, None)
+        return self._deciphered(frame_content, lambda content: self._decode(content, None))
+
+    def _deciphered(self, frame_content: bytes, decode: Callable[[bytes], Optional[_T]]) -> Optional[_T]:
+        """Decode plain content directly, ciphered content through its plaintext; None when neither works.
+
+        An unauthenticated plaintext (no AK, or no tag) is accepted only when it decodes, so a wrong key
+        gives no data; every ciphered message that gives none is counted in ``cipher_stats``.
+        """
+        pos = _ciphering_offset(frame_content)
+        if pos < 0:
+            return decode(frame_content)
+        frame_content = bytes(frame_content)  # the plaintexts are bytes too: no ciphering tag recurs
+        try:
+            apdu = parse_ciphered_apdu(frame_content, pos)
+            if apdu.end != len(frame_content):
+                raise DecodeError(
+                    f"expected the ciphered APDU to end the message, found {len(frame_content) - apdu.end} "
+                    "more bytes",
+                    apdu.end,
+                )
+        except DecodeError as error:
+            self._warn("ciphered content does not parse: %s", str(error))
+            return None
+        decipherer = self._decipherer
+        try:
+            for plaintext, authenticated in decipherer.candidates(apdu):
+                result = decode(plaintext) if authenticated or plaintext[:1] == b"\x0f" else None
+                if result is not None or authenticated or _is_whole_apdu(plaintext):
+                    decipherer.accepted(apdu)
+                    return result
+        except Exception:  # a bug must not take the caller down; report it (rate-limited), never the keys
+            if self._warnings.ready():
+                _LOGGER.exception("decryption failure, system title %s", apdu.system_title.hex())
+            return None
+        if decipherer.has_keys:
+            decipherer.rejected(apdu)
+        return None
 
     def _decode(self, frame_content: bytes, trace: Optional[Trace]) -> Optional[DecodedMessage]:
         """Run the decoders fitting the body, the meter's own before the generic one; never raise."""
@@ -309,11 +393,11 @@ class AutoDecoder:
         return None if message is None else message.items
 
     def decode_frame_content(self, frame_content: bytes) -> Optional[Dict[str, ItemValue]]:
-        """Decode an information field (LLC header optional) into the dictionary; None if nothing fits.
+        """Decode an information field (LLC header optional, plain or ciphered) into the dictionary or None.
 
         A message with the skeleton of one decoded before is read through that shape (one struct call);
-        any other message goes through the full decoder, and a skeleton the full decoder has now seen twice
-        becomes a shape.
+        a ciphered one is decoded through its plaintext; any other message goes through the full decoder,
+        and a skeleton the full decoder has now seen twice becomes a shape.
         """
         try:
             length = len(frame_content)
@@ -330,6 +414,8 @@ class AutoDecoder:
                         return result
             except Exception:  # not a bytes-like object, or a bug: the full path decides
                 _LOGGER.debug("shape cache failed on %r", frame_content, exc_info=True)
+        if _ciphering_offset(frame_content) >= 0:  # never the skeleton of a plain message's shape
+            return self._deciphered(frame_content, self.decode_frame_content)
         trace: Optional[Trace] = [] if self._max_shapes else None
         message = self._decode(frame_content, trace)
         if message is None:
@@ -385,4 +471,6 @@ class AutoDecoder:
     def _warn(self, message: str, detail: str) -> None:
         """Log a rate-limited warning about frame content that garbage input can trigger."""
         if self._warnings.ready():
-            _LOGGER.warning(message + " (%d similar warnings suppressed)", detail, self._warnings.held_back)
+            _LOGGER.warning(
+                message + "%s", detail, self._warnings.held_back_note("similar warnings suppressed")
+            )

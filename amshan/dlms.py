@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from enum import IntEnum
 from typing import Callable, NamedTuple
 
 from amshan._errors import DecodeError
+from amshan._ratelimit import LogLimiter
 from amshan.axdr import AxdrValue, CosemDateTime, decode_date_time, read_data, read_date_time, read_length
 from amshan.hdlc import LLC_HEADER  # the LLC sublayer rides on HDLC; M-Bus and P1 transports carry none
 
 __all__ = [
     "LLC_HEADER",
     "ApduTag",
+    "BlockTransferAssembler",
     "DataNotification",
     "LongInvokeIdAndPriority",
     "NotificationHeader",
@@ -20,6 +23,9 @@ __all__ = [
     "decode_data_notification",
     "read_notification_header",
 ]
+
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class ApduTag(IntEnum):
@@ -116,10 +122,10 @@ def _unsupported(description: str) -> Callable[[bytes, int], NotificationHeader]
 _APDU_HANDLERS: dict[int, Callable[[bytes, int], NotificationHeader]] = {
     ApduTag.DATA_NOTIFICATION: _read_data_notification_header,
     ApduTag.GENERAL_GLO_CIPHERING: _unsupported(
-        "an encrypted general-glo-ciphering APDU (0xdb): decryption is not supported"
+        "a general-glo-ciphering APDU (0xdb), which AutoDecoder decrypts with the meter's keys"
     ),
     ApduTag.GENERAL_DED_CIPHERING: _unsupported(
-        "an encrypted general-ded-ciphering APDU (0xdc): decryption is not supported"
+        "a general-ded-ciphering APDU (0xdc), which AutoDecoder decrypts with the meter's keys"
     ),
     ApduTag.GENERAL_CIPHERING: _unsupported(
         "an encrypted general-ciphering APDU (0xdd): decryption is not supported"
@@ -157,6 +163,86 @@ def decode_data_notification(frame_content: bytes) -> DataNotification:
         None if header.date_time_offset < 0 else read_date_time(frame_content, header.date_time_offset),
         body,
     )
+
+
+_LAST_BLOCK = 0x80
+
+
+class BlockTransferAssembler:
+    """Join general-block-transfer (0xE0) blocks of consecutive messages into the APDU they carry.
+
+    ``E0 | block-control | block-number (2) | acknowledged (2) | block-data (A-XDR length + octets)``
+    (han-spec §3.5): block-control bit 0x80 marks the last block; the LLC header, if any, comes only before
+    block 1.  Blocks are joined in block-number order from 1; a missing, damaged or out-of-order block drops
+    the sequence, and a new block 1 starts a new one.
+    """
+
+    MAX_MESSAGE_LENGTH = 0x10000
+
+    def __init__(self) -> None:
+        """Start with no partial sequence."""
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._next = 0
+        self._warnings = LogLimiter()
+        self.dropped_messages = 0
+        self.pending = False  # a sequence has started and awaits its last block
+
+    def add(self, content: bytes) -> bytes | None:
+        """Feed one message's content: itself when it is no block, the APDU after a last block, else None."""
+        pos = 3 if content[:3] == LLC_HEADER else 0
+        if content[pos : pos + 1] != b"\xe0":
+            self.drop("a message that is no block arrived")
+            return content
+        try:
+            if pos + 6 > len(content):
+                raise DecodeError("expected a block-transfer header of 6 octets, found end of data", pos)
+            length, data = read_length(content, pos + 6)
+            if data + length != len(content):
+                found = len(content) - data
+                raise DecodeError(f"expected {length} octets of block data, found {found}", data)
+        except DecodeError as error:
+            self.drop(f"a damaged block: {error}")
+            return None
+        control = content[pos + 1]
+        number = int.from_bytes(content[pos + 2 : pos + 4], "big")
+        if number == 1:
+            self.drop("a new block 1 arrived before the last block")
+            self._parts = [content[data:]]
+            self._size = length
+        elif self._parts and number == self._next:
+            self._parts.append(content[data:])
+            self._size += length
+        else:
+            self.drop(f"block {number} arrived out of order")
+            return None
+        self._next = number + 1
+        self.pending = True
+        if control & _LAST_BLOCK:
+            apdu = b"".join(self._parts)
+            self._parts = []
+            self._size = 0
+            self.pending = False
+            return apdu
+        if self._size > self.MAX_MESSAGE_LENGTH:
+            self.drop(f"the blocks grew beyond {self.MAX_MESSAGE_LENGTH} octets")
+        return None
+
+    def drop(self, reason: str) -> None:
+        """Forget a partial sequence (a damaged or missing block), saying why (rate-limited)."""
+        if not self._parts:
+            return
+        self.pending = False
+        self.dropped_messages += 1
+        if self._warnings.ready():
+            _LOGGER.warning(
+                "Dropped a block-transfer sequence after %d blocks: %s%s",
+                len(self._parts),
+                reason,
+                self._warnings.held_back_note("more drops not logged"),
+            )
+        self._parts = []
+        self._size = 0
 
 
 def is_whole_apdu(information: bytes) -> bool:

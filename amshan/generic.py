@@ -11,7 +11,8 @@ import struct
 from typing import Dict, Optional
 
 from amshan._errors import DecodeError, shown
-from amshan.axdr import decode_date_time, read_data
+from amshan.axdr import AxdrValue, decode_date_time, read_data
+from amshan.cosem import UNIT_SYMBOLS
 from amshan.dlms import read_notification_header
 from amshan.items import (
     CLOCK_CODE,
@@ -46,6 +47,7 @@ __all__ = [
     "CLOCK_CODE",
     "LIST_VERSION_CODE",
     "NAME",
+    "PUSH_SETUP_SCALERS",
     "DecodedMessage",
     "ItemValue",
     "MeterItem",
@@ -84,6 +86,20 @@ def _is_text(raw: bytes) -> bool:
     return octet_text(raw) != raw.hex()
 
 
+_PUSH_CURRENT_VOLTAGE = ((31, 51, 71), (32, 52, 72))
+PUSH_SETUP_SCALERS: dict[bytes, dict[bytes, int]] = {
+    bytes((0, setup, 25, 9, 0, 255)): {
+        **{bytes((c, 7, 0)): -2 for c in _PUSH_CURRENT_VOLTAGE[0]},  # currents in 0.01 A
+        **{bytes((c, 7, 0)): volts for c in _PUSH_CURRENT_VOLTAGE[1]},
+        bytes((13, 7, 0)): -3,  # power factor in 0.001
+    }
+    for setup, volts in ((8, 0), (6, -1))
+}
+"""Scalers of the Swiss push setups, which send registers without their scaler-units, by the push setup's
+logical name and value groups C.D.E: 0-8:25.9.0 (L+G E450/E570) sends whole volts, 0-6:25.9.0 (Iskra AM550,
+L+G E360) 0.1 V; both send currents in 0.01 A and the power factor in 0.001; power and energy are x1."""
+
+
 def _decode_push_object_list(
     data: bytes, pos: int, count: int, items: list[MeterItem], trace: Optional[Trace]
 ) -> int:
@@ -91,13 +107,18 @@ def _decode_push_object_list(
 
     The first element is the push setup's own object list: one descriptor {class, OBIS, attribute,
     data index} per element of the structure, the first describing that list itself.  Values of attribute 2
-    (an object's value) become items; other attributes (the setup's logical name) are logged and skipped.
+    (an object's value) become items, scaled by the register's scaler-unit when the setup pushes it too
+    (attribute 3), else as PUSH_SETUP_SCALERS gives for the setup; other attributes (the setup's logical
+    name) are logged and skipped.
     """
     start = pos
     descriptors, pos = read_data(data, pos)
     if not isinstance(descriptors, list) or len(descriptors) != count:
         found = len(descriptors) if isinstance(descriptors, list) else 0
         raise DecodeError(f"expected {count} push-object descriptors, found {found}", start)
+    setup = descriptors[0][1] if isinstance(descriptors[0], list) and len(descriptors[0]) == 4 else None
+    scalers = PUSH_SETUP_SCALERS.get(setup, {}) if isinstance(setup, bytes) else {}
+    values: list[tuple[bytes, object, AxdrValue, int]] = []  # (code, attribute, raw value, offset)
     for descriptor in descriptors[1:]:
         if not (
             isinstance(descriptor, list)
@@ -108,14 +129,23 @@ def _decode_push_object_list(
             raise DecodeError(f"expected a push-object descriptor, found {shown(descriptor)}", start)
         start = pos
         raw, pos = read_data(data, pos)
-        if descriptor[2] != 2:
-            _LOGGER.debug("push object %s attribute %s skipped: %r", descriptor[1].hex(), descriptor[2], raw)
+        values.append((descriptor[1], descriptor[2], raw, start))
+    scaler_units: dict[bytes, tuple[int, str | None]] = {}  # a register's scaler-unit, when pushed too
+    for code, attribute, raw, _ in values:
+        if attribute == 3 and isinstance(raw, list) and len(raw) == 2:
+            scaler, unit = raw
+            if type(scaler) is int and type(unit) is int and -128 <= scaler <= 127:  # an A-XDR integer
+                scaler_units[code] = (scaler, UNIT_SYMBOLS.get(unit))
+    for code, attribute, raw, start in values:
+        if attribute != 2:
+            _LOGGER.debug("push object %s attribute %s not an item: %r", code.hex(), attribute, raw)
             continue
-        item = make_item(descriptor[1], raw, 0, None)
+        scaler, unit = scaler_units.get(code, (scalers.get(code[2:5], 0) if code[0] == 1 else 0, None))
+        item = make_item(code, raw, scaler, unit, sent=code in scaler_units)
         if item is not None:
             items.append(item)
         if trace is not None:
-            trace.append((start, descriptor[1], 0))
+            trace.append((start, code, scaler))
     return pos
 
 
@@ -127,13 +157,15 @@ def _is_push_object_list(data: bytes, pos: int) -> bool:
 def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> DecodedMessage:
     """Decode a data-notification whose body carries OBIS codes: registers, interleaved or a push list.
 
-    Interleaved lists of Kaifa and Kamstrup are refused: their values need the implicit scalers that only
-    amshan.kaifa and amshan.kamstrup know, so a list those rejected never comes out here with wrong values.
+    Interleaved lists of Kaifa and Kamstrup sending a number without a scaler-unit are refused: their values
+    need the implicit scalers that only amshan.kaifa and amshan.kamstrup know, so a list those rejected never
+    comes out here with wrong values.  A Kaifa list whose numbers all carry scaler-units (the Austrian IDIS
+    lists, flattened or nested) is decoded here.
     """
     header = read_notification_header(frame_content)
     data = frame_content
     items: list[MeterItem] = []
-    interleaved = False
+    unscaled: list[bytes] = []  # codes of numbers an interleaved list sent without a scaler-unit
     try:
         count, pos = read_container(data, header.body_offset, (0x01, 0x02))
         if count and data[pos] == 0x02 and data[pos + 2 : pos + 4] == b"\x09\x06":
@@ -142,9 +174,10 @@ def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> Decod
             pos = _decode_push_object_list(data, pos, count, items, trace)
         elif data[header.body_offset] == 0x02:
             unlabelled: list[Unlabelled] = []
-            pos = walk_interleaved(data, pos, count, items, scalers={}, unlabelled=unlabelled, trace=trace)
+            pos = walk_interleaved(
+                data, pos, count, items, scalers={}, unlabelled=unlabelled, trace=trace, unscaled=unscaled
+            )
             _add_unlabelled(unlabelled, count, items)
-            interleaved = True
         else:
             raise DecodeError(f"expected OBIS codes in the body, found {data[pos : pos + 4].hex(' ')}", pos)
     except (IndexError, struct.error):
@@ -153,9 +186,10 @@ def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> Decod
     if not items:
         raise DecodeError("expected OBIS-coded items in the body, found none", header.body_offset)
     manufacturer = manufacturer_of(items)
-    if interleaved and manufacturer in _IMPLICIT_SCALER_MANUFACTURERS:
+    if unscaled and manufacturer in _IMPLICIT_SCALER_MANUFACTURERS:
         raise DecodeError(
-            f"expected a list without implicit scalers, found a {manufacturer} list, which only "
+            f"expected a list without implicit scalers, found a {manufacturer} list sending "
+            f"{obis_to_str(unscaled[0])} without a scaler-unit, which only "
             f"amshan.{manufacturer.lower()} scales",
             header.body_offset,
         )

@@ -14,7 +14,6 @@ collision (tests/test_mutations.py).
 
 from __future__ import annotations
 
-import enum
 import logging
 import re
 from typing import Callable, Optional
@@ -28,6 +27,7 @@ from amshan.fastframecheck import (
     register_routine,
     register_table,
 )
+from amshan.framing import Verdict as _Verdict
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,16 +47,6 @@ LLC_HEADER = b"\xe6\xe7\x00"
 _HEADER_KEY_LENGTH = 10
 _MAX_CHECKED_HEADERS = 64
 _MAX_BROKEN = 16  # meters whose broken message's remaining segments the assembler drops
-
-
-class _Verdict(enum.Enum):
-    """What the bytes at a flag are."""
-
-    VALID = enum.auto()
-    INVALID = enum.auto()
-    INCOMPLETE = enum.auto()
-    IDLE = enum.auto()
-    NOT_A_FRAME = enum.auto()
 
 
 def _control_position(data: bytes, start: int, end: int) -> int:
@@ -272,6 +262,7 @@ class HdlcFrameReader:
         self._use_abort_sequence = use_abort_sequence
         self._buffer = b""
         self._lookahead = 0  # buffer index from which to look past an incomplete candidate
+        self._gap = 0  # buffer index from which the bytes outside valid frames are not yet passed on
         # Meters repeat a few headers: the first octets of a frame whose header (format, addresses, control,
         # HCS) all lie within them and passed, mapped to the control field's offset.
         self._checked_headers: dict[bytes, int] = {}
@@ -294,14 +285,27 @@ class HdlcFrameReader:
 
     def read(self, data: bytes) -> list[HdlcFrame]:
         """Read more bytes and return the frames they complete: valid ones and, for diagnosis, failed ones."""
+        return self._read(data, False)  # type: ignore[return-value]  # no bytes without other_bytes
+
+    def read_interleaved(self, data: bytes) -> list[HdlcFrame | bytes]:
+        """Read like read(), with the bytes outside valid frames in stream order between the frames.
+
+        A reader of several transports passes those bytes on to its other framers, so nothing inside a
+        valid HDLC frame is taken for another transport's frame (octet stuffing is not supported here).
+        """
+        return self._read(data, True)
+
+    def _read(self, data: bytes, other_bytes: bool) -> list[HdlcFrame | bytes]:
+        """Cut the buffered bytes into frames; with other_bytes, put the bytes between valid frames in too."""
         buffer = self._buffer + data if self._buffer else bytes(data)
         if self._use_octet_stuffing:
-            return self._read_stuffed(buffer)
-        frames: list[HdlcFrame] = []
+            return list(self._read_stuffed(buffer))
+        frames: list[HdlcFrame | bytes] = []
         size = len(buffer)
         find = buffer.find
         checked_headers = self._checked_headers
         new_frame = object.__new__
+        gap = self._gap
         position = 0
         while True:
             if position >= size or buffer[position] != FLAG_SEQUENCE:  # hunt for an opening flag
@@ -350,6 +354,10 @@ class HdlcFrameReader:
                     continue
                 frame_data = buffer[start:end]
                 control_offset = control - start
+            if other_bytes:
+                if position > gap:
+                    frames.append(buffer[gap:position])
+                gap = end + 1
             frame = new_frame(HdlcFrame)  # a frame every check passed: built without re-checking
             frame._data = frame_data
             frame._control = control_offset
@@ -359,6 +367,9 @@ class HdlcFrameReader:
             self._lookahead = 0
             # The closing flag may open the next frame; when a flag of its own follows, start there.
             position = end + 1 if end + 1 < size and buffer[end + 1] == FLAG_SEQUENCE else end
+        if other_bytes and position > gap:
+            frames.append(buffer[gap:position])
+        self._gap = max(0, gap - position)
         self._buffer = buffer[position:] if position < size else b""
         if position < size:
             self._lookahead -= position
@@ -428,7 +439,7 @@ class HdlcFrameReader:
                 first_incomplete = flag
             flag += 1
 
-    def _reject(self, buffer: bytes, position: int, frames: list[HdlcFrame]) -> int:
+    def _reject(self, buffer: bytes, position: int, frames: list[HdlcFrame | bytes]) -> int:
         """Return a failed candidate as an invalid frame; resume at the next flag after its opening flag."""
         following = buffer.find(_FLAG, position + 1)
         stop = following if following >= 0 else len(buffer)
@@ -602,10 +613,10 @@ class HdlcMessageAssembler:
             self._broken[self._addresses] = True
             if self._warnings.ready():
                 _LOGGER.warning(
-                    "Dropped a segmented message after %d segments: %s (%d more drops not logged)",
+                    "Dropped a segmented message after %d segments: %s%s",
                     len(self._parts),
                     reason,
-                    self._warnings.held_back,
+                    self._warnings.held_back_note("more drops not logged"),
                 )
         self._parts = []
         self._size = 0

@@ -39,6 +39,8 @@ DEFAULT_FLUSH_INTERVAL = 5.0
 DEFAULT_MAX_BUFFER = 100_000
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_BACK_OFF = 60.0
+# Logged once when stop()'s drain time runs out with points unwritten; callers that report it match on it.
+DRAIN_ENDED = "InfluxDB drain time ran out: %d points not written (last error: %s)"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -210,6 +212,7 @@ class InfluxDbWriter:
         self.dropped = 0
         self.rejected = 0
         self.failed_writes = 0
+        self.last_error: str | None = None  # the reason of the last failed write, e.g. "HTTP 404: ..."
 
     @property
     def pending(self) -> int:
@@ -271,6 +274,7 @@ class InfluxDbWriter:
                     continue
                 failures += 1
                 self.failed_writes += 1
+                self.last_error = str(error)
                 back_off.failure()
                 delay = back_off.current_delay_sec
                 _warn(
@@ -285,7 +289,7 @@ class InfluxDbWriter:
                     continue
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    _LOGGER.error("InfluxDB unreachable: %d points not written", len(self._buffer))
+                    _LOGGER.error(DRAIN_ENDED, len(self._buffer), self.last_error)
                     return
                 await asyncio.sleep(min(delay, remaining))
                 continue
@@ -296,7 +300,7 @@ class InfluxDbWriter:
             self._acknowledge(batch[-1][0])
             self.written += len(batch)
             if deadline is not None and loop.time() > deadline and self._buffer:
-                _LOGGER.error("InfluxDB drain timed out: %d points not written", len(self._buffer))
+                _LOGGER.error(DRAIN_ENDED, len(self._buffer), self.last_error)
                 return
 
     def _acknowledge(self, last_sequence: int) -> None:

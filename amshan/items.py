@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import struct
 from datetime import datetime
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from amshan._errors import DecodeError, shown
 from amshan.axdr import (
@@ -19,6 +19,7 @@ from amshan.axdr import (
     visible_text,
 )
 from amshan.cosem import UNIT_SYMBOLS, apply_scaler
+from amshan.dlms import read_notification_header
 from amshan.obis_map import (
     CLOCK_CODES,
     FIELD_UNITS,
@@ -28,6 +29,7 @@ from amshan.obis_map import (
     NEK_HAN_FIELD_METER_TYPE,
     NEK_HAN_FIELD_OBIS_LIST_VER_ID,
     OBIS_BYTES_NAME,
+    obis_from_str,
     obis_to_str,
 )
 
@@ -285,12 +287,14 @@ def walk_registers(
     trace: Optional[Trace] = None,
     *,
     strict: bool = False,
+    unscaled: Optional[List[bytes]] = None,
 ) -> int:
     """Walk count structures {09 06 OBIS, value[, scaler-unit]} (Aidon layout); return the end position.
 
-    With strict, a named field's value of the wrong kind raises a DecodeError (see make_item).  The items
-    meters send most (a named number field's integer, a named text field's short string) are built in line
-    from the structure's remembered plan: what make_item would build, without its checks (profiled).
+    With strict, a named field's value of the wrong kind raises a DecodeError (see make_item).  unscaled,
+    when given, collects the codes of numbers sent without a scaler-unit.  The items meters send most (a
+    named number field's integer, a named text field's short string) are built in line from the
+    structure's remembered plan: what make_item would build, without its checks (profiled).
     """
     for _ in range(count):
         size, code, number, width, text, obis, name, field_unit = _REGISTER_PLANS.get(
@@ -311,6 +315,8 @@ def walk_registers(
             pos += 6
         else:
             scaler, unit = 0, None
+            if unscaled is not None and (number or (value is None and isinstance(raw, (int, float)))):
+                unscaled.append(code)  # a number sent without a scaler-unit
         if value is None:
             item = make_item(code, raw, scaler, unit, start if strict else -1, sent=size == 3)
             if item is not None:
@@ -334,6 +340,7 @@ def walk_interleaved(
     unlabelled: list[Unlabelled],
     trace: Optional[Trace] = None,
     strict: bool = False,
+    unscaled: Optional[List[bytes]] = None,
 ) -> int:
     """Walk count structure elements: OBIS code, value[, scaler-unit] in turn (Kamstrup layout).
 
@@ -341,7 +348,8 @@ def walk_interleaved(
     elements are decoded as such, and a value without a preceding code goes to unlabelled with its
     element index and offset.  scalers maps value groups C.D.E (3 bytes) to a manufacturer's implicit
     scaler, used when the frame sends no scaler-unit.  With strict, a named field's value of the wrong kind
-    raises a DecodeError (see make_item).
+    raises a DecodeError (see make_item).  unscaled, when given, collects the codes of numbers sent without
+    a scaler-unit.
     """
     index = 0
     while index < count:
@@ -358,6 +366,8 @@ def walk_interleaved(
                 index += 1
             else:
                 scaler, unit = scalers.get(code[2:5], 0), None
+                if unscaled is not None and isinstance(raw, (int, float)):
+                    unscaled.append(code)
             item = make_item(code, raw, scaler, unit, start if strict else -1, sent=sent)
             if item is not None:
                 items.append(item)
@@ -367,7 +377,7 @@ def walk_interleaved(
             pos += 1
             index += 1
         elif tag == 0x02 and data[pos + 2 : pos + 4] == b"\x09\x06":  # a register structure among them
-            pos = walk_registers(data, pos, 1, items, trace, strict=strict)
+            pos = walk_registers(data, pos, 1, items, trace, strict=strict, unscaled=unscaled)
             index += 1
         else:
             start = pos
@@ -422,3 +432,81 @@ def manufacturer_of(items: List[MeterItem]) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+Position = Optional[Tuple[bytes, int]]
+"""One element of a positional list: (raw OBIS code, scaler), or None for a value whose meaning is unknown."""
+
+
+def positional_layouts(
+    layouts: Iterable[Iterable[Tuple[Optional[str], int]]], scalers: Mapping[str, int]
+) -> Dict[bytes, Tuple[Position, ...]]:
+    """Index positional layouts by their elements' A-XDR tags, the one thing that tells them apart.
+
+    Each layout gives (OBIS code or None, A-XDR tag) per element; a code "C.D.E" is the electricity register
+    1-0:C.D.E, scaled by scalers[C.D.E] (default 0), any other code is a full dotted code.
+    """
+    indexed: Dict[bytes, Tuple[Position, ...]] = {}
+    for layout in layouts:
+        elements = tuple(layout)
+        positions: List[Position] = []
+        for code, _ in elements:
+            if code is None:
+                positions.append(None)
+            elif code.count(".") == 2:
+                positions.append((obis_from_str(f"1.0.{code}.255"), scalers.get(code, 0)))
+            else:
+                positions.append((obis_from_str(code), 0))
+        signature = bytes(tag for _, tag in elements)
+        if signature in indexed:  # two layouts with one signature could not be told apart
+            raise ValueError(f"two positional layouts of element types {signature.hex(' ')}")
+        indexed[signature] = tuple(positions)
+    return indexed
+
+
+def decode_positional(
+    frame_content: bytes,
+    trace: Optional[Trace],
+    layouts: Mapping[bytes, Tuple[Position, ...]],
+    manufacturer: str,
+) -> DecodedMessage:
+    """Decode a data-notification whose body is a structure of values without OBIS codes, of known layouts.
+
+    The layout is the one whose element types are those of the body; a body of any other types, or one
+    whose items name another manufacturer, raises a DecodeError.
+    """
+    header = read_notification_header(frame_content)
+    data = frame_content
+    items: List[MeterItem] = []
+    try:
+        count, pos = read_container(data, header.body_offset, (0x02,))
+        values: List[Tuple[int, AxdrValue]] = []
+        for _ in range(count):
+            start = pos
+            raw, pos = read_value(data, pos)
+            values.append((start, raw))
+        tags = bytes(data[start] for start, _ in values)
+        layout = layouts.get(tags)
+        if layout is None:
+            raise DecodeError(
+                f"expected a positional {manufacturer} list, found {count} elements of types {tags.hex(' ')}",
+                header.body_offset,
+            )
+        for (start, raw), position in zip(values, layout):
+            if position is None:
+                continue
+            code, scaler = position
+            item = make_item(code, raw, scaler, None, start)
+            if item is not None:
+                items.append(item)
+            if trace is not None:
+                trace.append((start, code, scaler))
+    except (IndexError, struct.error):
+        raise truncated(data) from None
+    check_end(data, pos)
+    other = manufacturer_of(items)
+    if other not in (None, manufacturer):
+        raise DecodeError(
+            f"expected a positional {manufacturer} list, found one naming {other}", header.body_offset
+        )
+    return DecodedMessage(manufacturer, header.date_time, items)

@@ -20,7 +20,7 @@ from amshan.items import (
     truncated,
     walk_interleaved,
 )
-from amshan.obis_map import NEK_HAN_FIELD_OBIS_LIST_VER_ID, obis_to_str
+from amshan.obis_map import NEK_HAN_FIELD_METER_TYPE, NEK_HAN_FIELD_OBIS_LIST_VER_ID, obis_to_str
 
 NAME = "Kamstrup"
 """The manufacturer name this decoder reports (meter_manufacturer, AutoDecoder.previous_success_decoder)."""
@@ -32,11 +32,20 @@ SCALERS: dict[bytes, int] = {
 }
 """Kamstrup's documented scalers by value groups C.D.E (no scaler-unit is sent); voltage and power are x1."""
 
+CT_SCALERS: dict[bytes, int] = {**SCALERS, **{bytes((c, 7, 0)): -3 for c in (31, 51, 71)}}
+"""The scalers of current-transformer meters (meter type 685-…, han-spec 6.3): currents in 0.001 A."""
+CT_METER_TYPE = "685"
+"""How the meter type (1.1.96.1.1.255) of a Kamstrup current-transformer meter starts."""
+
 _LIST_VERSION = obis_to_str(LIST_VERSION_CODE)
 
 
 def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> DecodedMessage:
-    """Decode a Kamstrup list (HAN-NVE lists 1 and 2, "DLMS push 1"), single-phase null padding included."""
+    """Decode a Kamstrup list (HAN-NVE lists 1 and 2, "DLMS push 1"), single-phase null padding included.
+
+    A list naming a current-transformer meter type (685-…) gives currents in 0.001 A (CT_SCALERS); "DLMS
+    push 1" sends no meter type, so its currents are read in the 0.01 A of direct meters.
+    """
     header = read_notification_header(frame_content)
     data = frame_content
     items: list[MeterItem] = []
@@ -45,9 +54,21 @@ def decode_message(frame_content: bytes, trace: Optional[Trace] = None) -> Decod
         count, pos = read_container(data, header.body_offset, (0x02,))
         if data[pos] != 0x0A:
             raise DecodeError(f"expected the Kamstrup list id (tag 0a), found tag {data[pos]:02x}", pos)
+        start = pos
         pos = walk_interleaved(
             data, pos, count, items, scalers=SCALERS, unlabelled=unlabelled, trace=trace, strict=True
         )
+        if any(
+            item.name == NEK_HAN_FIELD_METER_TYPE and str(item.value).startswith(CT_METER_TYPE)
+            for item in items
+        ):
+            items.clear()  # a current-transformer meter: the same list again, with its current scaler
+            unlabelled.clear()
+            if trace is not None:
+                trace.clear()
+            pos = walk_interleaved(
+                data, start, count, items, scalers=CT_SCALERS, unlabelled=unlabelled, trace=trace, strict=True
+            )
     except (IndexError, struct.error):
         raise truncated(data) from None
     check_end(data, pos)

@@ -107,6 +107,8 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
         self._queue_full_log = LogLimiter(self.LOG_INTERVAL_SEC)
         self._garbage_log = LogLimiter(self.LOG_INTERVAL_SEC)
         self._error_log = LogLimiter(self.LOG_INTERVAL_SEC)
+        # Called with every chunk of bytes as received, before framing (e.g. to record a capture).
+        self.on_data: Optional[Callable[[bytes], None]] = None
 
     @property
     def done(self) -> Awaitable[None]:
@@ -158,6 +160,12 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
 
     def data_received(self, data: bytes) -> None:
         """Cut data into frames and hand each to frame_received; never raises, whatever the bytes."""
+        if self.on_data is not None:
+            try:
+                self.on_data(data)
+            except Exception:  # the listener's failure must not cost the meter's data
+                if self._error_log.ready():
+                    _LOGGER.exception("%s: the on_data listener failed", self._name())
         try:
             frames = self._frame_reader.read(data)
         except Exception:  # a reader bug must not kill the connection: report it and go on

@@ -1,24 +1,34 @@
 """One sans-IO entry point for a meter's byte stream: bytes in any chunking in, decoded dictionaries out.
 
-``MeterReader`` keeps all state of one stream (partial frames, segments); one process holds one reader per
-meter.  It never raises: noise and damaged messages produce nothing and are only counted in ``stats``.
+``MeterReader`` finds the frames of every transport it knows on its own, in stream order: HDLC frames
+first (the common case, through the tuned ``HdlcFrameReader``), then, in the bytes outside them, the
+frames of the other transports (wired M-Bus long frames, bare authenticated ciphered APDUs) through one
+``FrameScanner``.  It reassembles messages (HDLC segments, DLMS general-block-transfer, M-Bus segments),
+decrypts them with the meter's keys and decodes them.  It keeps
+all state of one stream (partial frames, segments, invocation counters); one process holds one reader per
+meter.  It never raises: noise and damaged or undecryptable messages produce nothing and are only counted
+in ``stats``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder
-from amshan.dlms import is_whole_apdu
+from amshan.cipher import CipheredApduFramer, CipherStats
+from amshan.dlms import BlockTransferAssembler, is_whole_apdu
+from amshan.framing import Framer, FrameScanner
 from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
 from amshan.items import ItemValue
+from amshan.mbus import MbusFramer, MbusMessageAssembler, parse_frame
 
 __all__ = ["MeterReader", "ReaderStats"]
 
 _LOGGER = logging.getLogger(__name__)
+_MAX_FRAME_LENGTH = 0x1000  # the longest any transport's candidate may claim (bounds the buffer)
 
 
 @dataclass
@@ -30,26 +40,51 @@ class ReaderStats:
     invalid_frames: int = 0  # frame candidates that failed a check
     messages: int = 0  # whole messages reassembled
     decoded: int = 0  # messages that gave a dictionary
-    undecodable: int = 0  # whole messages no decoder took
-    transports: Dict[str, int] = field(default_factory=dict)  # valid frames per transport ("hdlc", ...)
+    undecodable: int = 0  # whole messages no decoder took (undecryptable ones included)
+    transports: Dict[str, int] = field(default_factory=dict)  # valid frames per transport: "hdlc", "mbus"...
     last_decoder: str | None = None  # the decoder that took the last decoded message ("Aidon", ...)
+    ciphering: CipherStats = field(default_factory=CipherStats)  # decrypted, no key, wrong key, bad tag...
+
+
+class _Transport(NamedTuple):
+    """How the reader handles another transport's frames: a valid frame to message content, a damaged one."""
+
+    framer: Framer
+    message: Callable[[bytes], Optional[bytes]]  # a valid frame's bytes -> a whole message's content, or None
+    damaged: Callable[[bytes], None]  # a candidate that failed its checks (drops what it was part of)
 
 
 class MeterReader:
     """Read one meter's byte stream of any supported transport into decoded dictionaries; never raises."""
 
-    def __init__(self) -> None:
-        """Start a reader with empty buffers for one stream."""
-        self._hdlc = HdlcFrameReader()
-        self._assembler = HdlcMessageAssembler(is_whole_apdu)
-        self._decoder = AutoDecoder()
+    def __init__(
+        self, encryption_key: Optional[bytes] = None, authentication_key: Optional[bytes] = None
+    ) -> None:
+        """Start a reader with empty buffers for one stream, with the meter's keys (16 bytes each) if any."""
+        self._decoder = AutoDecoder(encryption_key=encryption_key, authentication_key=authentication_key)
+        self._hdlc_reader = HdlcFrameReader()
+        self._hdlc = HdlcMessageAssembler(is_whole_apdu)
+        self._blocks = BlockTransferAssembler()
+        self._mbus = MbusMessageAssembler()
+        # The transports found in the bytes outside HDLC frames (a P1 telegram splitter goes here too).
+        transports = [_Transport(MbusFramer(), self._mbus_message, self._mbus_damaged)]
+        decipherer = self._decoder.decipherer
+        if decipherer.checks_tags:  # a bare APDU is told from noise only by its verified tag
+            transports.append(_Transport(CipheredApduFramer(decipherer), bytes, self._apdu_damaged))
+        self._transports = {transport.framer.name: transport for transport in transports}
+        self._scanner = FrameScanner([transport.framer for transport in transports], _MAX_FRAME_LENGTH)
         self._errors = LogLimiter()
-        self.stats = ReaderStats()
+        self.stats = ReaderStats(ciphering=self._decoder.cipher_stats)
 
     @property
     def decoder(self) -> AutoDecoder:
         """Return the AutoDecoder this reader decodes messages with."""
         return self._decoder
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Return how many bytes are held while a frame is incomplete (bounded by the longest frames)."""
+        return self._hdlc_reader.buffered_bytes + self._scanner.buffered_bytes
 
     def read(self, chunk: bytes) -> List[Dict[str, ItemValue]]:
         """Feed the next bytes of the stream; return the dictionaries of the messages they complete."""
@@ -61,30 +96,84 @@ class MeterReader:
             return []
 
     def _read(self, chunk: bytes) -> List[Dict[str, ItemValue]]:
-        """Cut the chunk into HDLC frames, reassemble and decode the messages they complete."""
+        """Cut the chunk into frames of any transport, reassemble and decode the messages they complete."""
         stats = self.stats
         stats.bytes_read += len(chunk)
         results: List[Dict[str, ItemValue]] = []
-        for frame in self._hdlc.read(chunk):
-            if not frame.is_valid:
+        assembler = self._hdlc
+        blocks = self._blocks
+        decode = self._decoder.decode_frame_content
+        valid = messages = decoded_messages = 0
+        for item in self._hdlc_reader.read_interleaved(chunk):
+            if isinstance(item, bytes):
+                self._read_other(item, results)
+                continue
+            content = assembler.add(item)  # content only from valid frames
+            if not content:
+                if item.is_valid:
+                    valid += 1
+                else:
+                    stats.invalid_frames += 1
+                    blocks.drop("a damaged HDLC frame arrived")
+                continue
+            valid += 1
+            if blocks.pending or b"\xe0" in content[:4]:  # a general-block-transfer block, maybe
+                content = blocks.add(content)
+                if not content:
+                    continue
+            messages += 1
+            decoded = decode(content)
+            if decoded is not None:
+                results.append(decoded)
+                decoded_messages += 1
+        if valid:
+            stats.valid_frames += valid
+            stats.transports["hdlc"] = stats.transports.get("hdlc", 0) + valid
+        if messages:
+            self._count(messages, decoded_messages)
+        return results
+
+    def _read_other(self, data: bytes, results: List[Dict[str, ItemValue]]) -> None:
+        """Find the frames of the other transports in bytes outside HDLC frames; decode their messages."""
+        stats = self.stats
+        transports = self._transports
+        counts = stats.transports
+        for framer, frame, valid in self._scanner.read(data):
+            transport = transports[framer.name]
+            if not valid:
                 stats.invalid_frames += 1
-                self._assembler.add(frame)
+                transport.damaged(frame)
                 continue
             stats.valid_frames += 1
-            stats.transports["hdlc"] = stats.transports.get("hdlc", 0) + 1
-            content = self._assembler.add(frame)
+            counts[framer.name] = counts.get(framer.name, 0) + 1
+            content = transport.message(frame)
             if content:
                 self._decode(content, results)
-        return results
+
+    def _mbus_message(self, data: bytes) -> Optional[bytes]:
+        """Reassemble M-Bus segments into the APDU they carry."""
+        return self._mbus.add(parse_frame(data))
+
+    def _mbus_damaged(self, data: bytes) -> None:
+        """Drop the segmented message a damaged M-Bus frame belonged to."""
+        self._mbus.drop("a damaged M-Bus frame arrived")
+
+    def _apdu_damaged(self, data: bytes) -> None:
+        """Let the decoder count (and name the system title of) a bare APDU whose tag failed."""
+        self._decoder.decode_frame_content(data)
 
     def _decode(self, content: bytes, results: List[Dict[str, ItemValue]]) -> None:
         """Decode one whole message's content into results, counting what happened."""
-        stats = self.stats
-        stats.messages += 1
         decoded = self._decoder.decode_frame_content(content)
-        if decoded is None:
-            stats.undecodable += 1
-            return
-        stats.decoded += 1
-        stats.last_decoder = self._decoder.previous_success_decoder
-        results.append(decoded)
+        if decoded is not None:
+            results.append(decoded)
+        self._count(1, 0 if decoded is None else 1)
+
+    def _count(self, messages: int, decoded: int) -> None:
+        """Count whole messages and how many of them gave a dictionary."""
+        stats = self.stats
+        stats.messages += messages
+        stats.decoded += decoded
+        stats.undecodable += messages - decoded
+        if decoded:
+            stats.last_decoder = self._decoder.previous_success_decoder

@@ -70,7 +70,9 @@ class MeterSimulator:
         self._repeat = repeat
         self._server: asyncio.base_events.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        self._replayed: asyncio.Event | None = None  # made in start(): on Python 3.9 an Event binds to a loop
         self.clients_served = 0
+        self.replays_done = 0  # replays that sent every frame (without repeat: connections served to the end)
 
     @property
     def port(self) -> int:
@@ -86,8 +88,15 @@ class MeterSimulator:
 
     async def start(self) -> None:
         """Start listening."""
+        self._replayed = asyncio.Event()
         self._server = await asyncio.start_server(self._serve, self._host, self._port)
         _LOGGER.info("Simulated meter listening on %s port %d", self._host, self.port)
+
+    async def wait_replayed(self) -> None:
+        """Wait until a client has received every frame (only a replay without ``repeat`` ever ends)."""
+        if self._replayed is None:
+            raise RuntimeError("the simulator is not started")
+        await self._replayed.wait()
 
     async def close(self) -> None:
         """Stop listening and end every client's replay."""
@@ -130,6 +139,9 @@ class MeterSimulator:
                     await asyncio.sleep(self._interval)
                 writer.write(frame)
                 await writer.drain()
+            self.replays_done += 1
+            if self._replayed is not None:
+                self._replayed.set()
         except (ConnectionError, OSError) as error:
             _LOGGER.info("Simulated meter: client %s left (%s)", peer, error)
         except asyncio.CancelledError:  # close(): end this replay quietly (asyncio's stream callback

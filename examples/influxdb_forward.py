@@ -4,13 +4,14 @@ Usage: python influxdb_forward.py /dev/ttyUSB0 http://localhost:8086 metering [-
        python influxdb_forward.py tcp://HOST:PORT http://localhost:8086 metering
 The database must exist (influx -execute 'CREATE DATABASE metering'). Points are batched; while InfluxDB is
 down they are kept (up to 100 000) and written when it is back. `amshan forward-influxdb` does the same.
+Exit status as `amshan`: 0 all written, 1 points not written, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import sys
 from typing import Awaitable
 
 from amshan.autodecoder import AutoDecoder
@@ -20,7 +21,10 @@ from amshan.serial_connection_factory import create_serial_frame_content_connect
 from amshan.tcp_connection_factory import create_tcp_frame_content_connection
 
 
-async def forward(source: str, url: str, database: str, parity: str, count: int | None) -> None:
+async def forward(
+    source: str, url: str, database: str, parity: str, count: int | None, *, drain_timeout: float
+) -> int:
+    """Forward until ``count`` points (or Ctrl-C); return the exit status: 1 when points were not written."""
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
@@ -32,7 +36,7 @@ async def forward(source: str, url: str, database: str, parity: str, count: int 
 
     manager = ConnectionManager(connect, idle_timeout=60)
     connection_task = asyncio.ensure_future(manager.connect_loop())
-    writer = InfluxDbWriter(url, database, flush_interval=1.0)
+    writer = InfluxDbWriter(url, database, flush_interval=1.0, drain_timeout=drain_timeout)
     writer_task = asyncio.ensure_future(writer.run())
     points = PointMaker()  # tags meter_id and manufacturer; the meter's clock as timestamp when it sends one
     decoder = AutoDecoder()
@@ -50,6 +54,7 @@ async def forward(source: str, url: str, database: str, parity: str, count: int 
         writer.stop()  # write what is buffered (gives up after drain_timeout) and return
         await writer_task
         print(f"{writer.written} points written, {writer.pending} not written")
+    return 1 if writer.pending or writer.dropped or writer.rejected else 0
 
 
 def main() -> None:
@@ -61,9 +66,22 @@ def main() -> None:
     parser.add_argument("database")
     parser.add_argument("--parity", choices=("N", "E"), default="N")
     parser.add_argument("--count", type=int, help="stop after this many messages")
+    parser.add_argument("--drain-timeout", type=float, default=10.0, help="seconds to write what is left")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(forward(args.source, args.url, args.database, args.parity, args.count))
+    try:
+        status = asyncio.run(
+            forward(
+                args.source,
+                args.url,
+                args.database,
+                args.parity,
+                args.count,
+                drain_timeout=args.drain_timeout,
+            )
+        )
+    except KeyboardInterrupt:  # interrupted (forward() has written what it could): 130, as `amshan` does
+        status = 130
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -187,7 +187,22 @@ async def run_bounded(*argv: str, timeout: float) -> tuple[int, str, str]:
             process.kill()
             await process.wait()
     assert process.returncode is not None
+    assert_no_traceback(argv, stderr)
     return process.returncode, stdout.decode(), stderr.decode()
+
+
+def is_cli(argv: object) -> bool:
+    """Return True for a command line of the amshan console script or one of the examples."""
+    words = [str(word) for word in argv] if isinstance(argv, (list, tuple)) else [str(argv)]
+    return any(Path(word).name == "amshan" or "/examples/" in word for word in words[:2])
+
+
+def assert_no_traceback(argv: object, stderr: bytes | str | None) -> None:
+    """Fail when a command line of amshan (or an example) printed a Python traceback: errors are one line."""
+    if stderr is None or not is_cli(argv):
+        return
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    assert "Traceback" not in text, f"{argv} printed a traceback:\n{text}"
 
 
 def open_fd_count() -> int:

@@ -1,6 +1,9 @@
-"""Feed endless garbage to the frame reader or a protocol in a fresh process; print memory, time, logs (JSON).
+"""Feed endless garbage to a reader or a protocol in a fresh process; print memory, time, logs (JSON).
 
-python tests/_resource_probe.py reader|content|frames random|headers|dense MEGABYTES [CHUNK_BYTES]
+python tests/_resource_probe.py reader|meter|content|frames random|headers|dense|mbus|apdu MEGABYTES [CHUNK]
+
+"reader" is the HDLC frame reader; "meter" is MeterReader with both keys (so bare ciphered APDUs are
+looked for too); "mbus" and "apdu" are hostile M-Bus and ciphered-APDU headers claiming their longest lengths.
 
 Peak RSS is read from /proc/self/status (VmHWM, reset through /proc/self/clear_refs after warming up), so the
 figure is this process's growth while reading, not the interpreter's start-up.  The protocols are fed through
@@ -28,6 +31,7 @@ from amshan.meter_connection import (
     SmartMeterFrameContentProtocol,
     SmartMeterFrameProtocol,
 )
+from amshan.reader import MeterReader
 
 MIB = 1 << 20
 SEGMENTS = 10
@@ -49,6 +53,12 @@ def garbage(kind: str, chunk: int, seed: int = 20) -> Callable[[], bytes]:
         x25 = crcmod.predefined.mkCrcFun("x-25")
         header = bytes.fromhex("a7ff41088313")
         unit = b"\x7e" + header + x25(header).to_bytes(2, "little") + rng.randbytes(100)
+        block = unit * (max(4 * MIB, 2 * chunk) // len(unit))
+    elif kind == "mbus":  # M-Bus headers claiming the longest frame (and its 256-octet wrap), never closed
+        unit = bytes.fromhex("68ffff6853ff0001") + rng.randbytes(200)
+        block = unit * (max(4 * MIB, 2 * chunk) // len(unit))
+    elif kind == "apdu":  # authenticated ciphered-APDU headers claiming 4000 octets, then too few
+        unit = bytes.fromhex("db084b414d4501ac4d6e820fa030") + rng.randbytes(300)
         block = unit * (max(4 * MIB, 2 * chunk) // len(unit))
     elif kind == "dense":  # flags, escapes and type-3 format octets everywhere
         alphabet = bytes([0x7E] * 16 + list(range(0xA0, 0xA8)) * 2 + [0x7D] * 8) + bytes(range(256))
@@ -101,6 +111,29 @@ def feed_reader(next_chunk: Callable[[], bytes], total: int) -> dict[str, Any]:
         "valid": valid,
         "invalid": invalid,
         "discarded": reader.discarded_bytes,
+        "most_buffered": most_buffered,
+        "segment_seconds": segment_seconds,
+    }
+
+
+def feed_meter_reader(next_chunk: Callable[[], bytes], total: int) -> dict[str, Any]:
+    """Read total bytes of garbage through MeterReader (both keys) in tenths, timing each in CPU seconds."""
+    reader = MeterReader(bytes(range(16)), bytes(range(16, 32)))
+    messages = most_buffered = done = 0
+    segment_seconds: list[float] = []
+    for segment in range(1, SEGMENTS + 1):
+        started = time.process_time()
+        while done < total * segment // SEGMENTS:
+            chunk = next_chunk()
+            messages += len(reader.read(chunk))
+            most_buffered = max(most_buffered, reader.buffered_bytes)
+            done += len(chunk)
+        segment_seconds.append(time.process_time() - started)
+    stats = reader.stats
+    return {
+        "bytes": done,
+        "valid": stats.valid_frames + messages,
+        "invalid": stats.invalid_frames,
         "most_buffered": most_buffered,
         "segment_seconds": segment_seconds,
     }
@@ -164,6 +197,8 @@ def main() -> None:
     started = time.perf_counter()
     if target == "reader":
         result = feed_reader(next_chunk, total)
+    elif target == "meter":
+        result = feed_meter_reader(next_chunk, total)
     else:
         result = asyncio.run(feed_protocol(target, next_chunk, total))
     result.update(

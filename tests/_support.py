@@ -35,6 +35,23 @@ def corpus_frames(**match: Any) -> list[dict[str, Any]]:
     return [v for v in load_corpus() if all(v.get(k) == want for k, want in match.items())]
 
 
+@cache
+def plain_apdus() -> tuple[bytes, ...]:
+    """The APDUs (no LLC header) of every unencrypted valid corpus HDLC message that AutoDecoder decodes."""
+    from amshan.autodecoder import AutoDecoder
+    from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
+
+    apdus = []
+    decoder = AutoDecoder()
+    for vector in corpus_frames(layer="hdlc", valid=True, encrypted=False):
+        assembler = HdlcMessageAssembler()
+        for frame in HdlcFrameReader().read(bytes.fromhex(vector["hex"])):
+            content = assembler.add(frame)
+            if content and content.startswith(b"\xe6\xe7\x00") and decoder.decode_frame_content(content):
+                apdus.append(content[3:])
+    return tuple(apdus)
+
+
 def require_tool(name: str) -> str:
     """Return a real component's path; under CI=true a missing one fails the test, locally it skips."""
     path = shutil.which(name)

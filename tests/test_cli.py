@@ -386,6 +386,9 @@ def test_progress_bar_on_a_terminal_only(capture: tuple[Path, list[dict[str, Any
     size = path.stat().st_size
     assert b"\r[" in terminal and b"100.0%" in terminal and f"{size:,} bytes".encode() in terminal
     assert f"{len(vectors)} messages".encode() in terminal
+    # The last drawing: decoded messages, the rate and the time left.
+    last = [drawing for drawing in terminal.decode().split("\r") if drawing.startswith("[")][-1]
+    assert re.search(rf"  {len(vectors)} messages  {len(vectors)} decoded  [\d,]+/s  0:00 left", last), last
     assert "100.0%" not in run_amshan("read", str(path)).stderr  # stderr is a pipe here: no bar
 
 

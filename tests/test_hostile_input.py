@@ -421,7 +421,7 @@ def test_every_corpus_message_cut_at_every_offset() -> None:
         for cut in range(len(content)):
             raises_everywhere(content[:cut])
             assert warm.decode_frame_content(content[:cut]) is None
-    assert len(CORPUS_MESSAGES) >= 200 and decodable >= 25 and len(messages) >= 130
+    assert len(CORPUS_MESSAGES) >= 200 and decodable >= 40 and len(messages) >= 120
 
 
 # --- any mutation of a real message: a DecodeError carries an offset inside the content ------------------

@@ -18,7 +18,7 @@ import bisect
 import random
 
 import pytest
-from _decoders import assert_contained
+from _decoders import assert_contained, hdlc_pipeline
 from _processes import expected_messages, information_field, is_segment, vector_frames
 from _support import corpus_frames
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from amshan.autodecoder import AutoDecoder
 from amshan.hdlc import LLC_HEADER, HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
+from amshan.reader import MeterReader
 
 FLAG = b"\x7e"
 VECTORS = corpus_frames(layer="hdlc", valid=True)
@@ -228,6 +229,24 @@ def test_mutated_streams_yield_exactly_the_frames_still_present(data: st.DataObj
         if not is_segment(frames[i]) and information_field(frames[i]).startswith(LLC_HEADER)
     ]
     assert is_subsequence(singles, messages)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_meter_reader_on_mutated_streams_gives_what_the_hdlc_layers_give(data: st.DataObject) -> None:
+    """The same mutated streams through MeterReader, in random chunks: the HDLC layers' messages, in order."""
+    vectors = data.draw(st.lists(st.sampled_from(VECTORS), min_size=1, max_size=4), label="vectors")
+    frames = [f for v in vectors for f in vector_frames(v)]
+    spans = stream_spans(frames, data.draw(st.booleans(), label="shared flags"))
+    for index, span in enumerate(spans):
+        for _ in range(data.draw(st.sampled_from((0, 0, 1, 1, 2, 3)), label=f"mutations of {index}")):
+            mutate(data, span)
+    stream = b"".join(bytes(s) for s in spans)
+    size = data.draw(st.integers(1, 600), label="chunk size")
+    reader = MeterReader()
+    got = [d for start in range(0, len(stream), size) for d in reader.read(stream[start : start + size])]
+    assert got == hdlc_pipeline(stream)
+    assert reader.buffered_bytes <= MAX_BUFFERED + size
 
 
 def test_unmutated_streams_deliver_every_message() -> None:

@@ -5,26 +5,12 @@ from __future__ import annotations
 from typing import Any, Dict, List
 
 import pytest
+from _decoders import hdlc_pipeline
 from _support import corpus_frames
 
-from amshan.autodecoder import AutoDecoder
-from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
 from amshan.reader import MeterReader
 
 PLAIN_HDLC = [v for v in corpus_frames(layer="hdlc", valid=True) if not v["encrypted"]]
-
-
-def pipeline(raw: bytes) -> List[Dict[str, Any]]:
-    """Decode a stream through the wave-1 layers one by one (the reference MeterReader must agree with)."""
-    reader, assembler, decoder = HdlcFrameReader(), HdlcMessageAssembler(), AutoDecoder()
-    results = []
-    for frame in reader.read(raw):
-        content = assembler.add(frame)
-        if content:
-            decoded = decoder.decode_frame_content(content)
-            if decoded is not None:
-                results.append(decoded)
-    return results
 
 
 def test_corpus_has_plain_hdlc_vectors() -> None:
@@ -34,7 +20,7 @@ def test_corpus_has_plain_hdlc_vectors() -> None:
 @pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 20])
 def test_reader_equals_the_layers_in_any_chunking(chunk: int) -> None:
     stream = b"".join(bytes.fromhex(v["hex"]) for v in PLAIN_HDLC)
-    expected = pipeline(stream)
+    expected = hdlc_pipeline(stream)
     assert len(expected) > 50
     reader = MeterReader()
     got: List[Dict[str, Any]] = []
@@ -51,7 +37,7 @@ def test_noise_never_costs_the_next_message() -> None:
     frame = bytes.fromhex(vector["hex"])
     reader = MeterReader()
     assert reader.read(bytes(range(256)) * 4 + b"\x7e\xa0\x10garbage") == []
-    assert len(reader.read(frame)) == len(pipeline(frame))
+    assert len(reader.read(frame)) == len(hdlc_pipeline(frame))
     assert reader.stats.invalid_frames > 0
 
 

@@ -46,6 +46,19 @@ def test_reader_on_garbage_holds_bounded_memory_in_linear_time_without_logging(
     assert result["log_records"] == 0, result["last_log"]
 
 
+@pytest.mark.parametrize(
+    ("kind", "megabytes"), [("random", 100), ("headers", 8), ("dense", 8), ("mbus", 8), ("apdu", 8)]
+)
+def test_meter_reader_on_garbage_holds_bounded_memory_in_linear_time(kind: str, megabytes: int) -> None:
+    """MeterReader (HDLC, M-Bus and bare-APDU framing, both keys): no frame, bounded buffer and log."""
+    result = probe("meter", kind, megabytes)
+    assert result["rss_growth_mib"] < RSS_GROWTH_LIMIT_MIB
+    assert result["valid"] == 0
+    assert result["most_buffered"] <= 2 * 4096 + 2048 + 64 * 1024
+    assert_steady_cost(result["segment_seconds"])
+    assert result["log_records"] <= 8, result["last_log"]
+
+
 @pytest.mark.parametrize("kind", ["headers", "dense"])
 def test_one_read_of_a_whole_hostile_capture_costs_what_streaming_it_does(kind: str) -> None:
     """A capture read in one call must not take quadratic time: its CPU cost per byte matches 64 KiB chunks.

@@ -315,9 +315,7 @@ async def test_ser2net_restarted_24_times_while_frames_stream(tmp_path: Path) ->
     tasks_before = asyncio.all_tasks()
     fds_before = open_fds()
     manager = quick_manager(
-        soak.recorded(
-            lambda: create_tcp_frame_content_connection(soak.queue, None, "127.0.0.1", bridge.port)
-        )
+        soak.recorded(lambda: create_tcp_frame_content_connection(soak.queue, None, "127.0.0.1", bridge.port))
     )
     loop_task = asyncio.ensure_future(manager.connect_loop())
     protocol: SmartMeterBaseProtocol | None = None

@@ -18,7 +18,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, Callable, Optional, TextIO
 
 from amshan import __version__
-from amshan.cli import demo, forward_influxdb, read, simulate
+from amshan.cli import demo, forward_influxdb, probe, read, simulate
 from amshan.cli.demo import DEFAULT_DEMO_DURATION, DEFAULT_DEMO_INTERVAL
 from amshan.cli.formats import Sink, describe_frame
 from amshan.cli.options import (
@@ -27,9 +27,11 @@ from amshan.cli.options import (
     EXIT_OK,
     EXIT_USAGE,
     SERIAL_HELP,
+    Parser,
     UsageError,
+    epilog,
 )
-from amshan.cli.sources import Source, parse_source, read_live, read_recorded
+from amshan.cli.sources import QuietReported, Source, parse_source, read_live, read_recorded
 
 __all__ = [
     "DEFAULT_DEMO_DURATION",
@@ -53,39 +55,54 @@ _COMMANDS: dict[str, _Command] = {
     "forward-influxdb": forward_influxdb.run,
     "demo": demo.run,
     "simulate": simulate.run,
+    "probe": probe.run,
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``amshan`` command line."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="amshan",
         description="Read and decode the HAN port of smart electricity meters (Aidon, Kaifa, Kamstrup and"
         " other DLMS/COSEM meters that push OBIS lists).",
-        epilog="Serial settings: " + SERIAL_HELP + " Try `amshan demo` first: it needs no meter.",
+        epilog=epilog("Serial settings: " + SERIAL_HELP + " Try `amshan demo` first: it needs no meter."),
     )
     parser.add_argument("--version", action="version", version=f"amshan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for command in (read, forward_influxdb, demo, simulate):
+    for command in (read, forward_influxdb, probe, demo, simulate):
         command.add_parser(commands)
     return parser
+
+
+def _configure_logging(verbose: int) -> None:
+    """Log to stderr: warnings in the command line's own style, or everything in detail with -v/-vv.
+
+    Without -v the command line reports undecodable messages and connection errors itself (once, in words),
+    so the library's records about them are left out rather than said twice.
+    """
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if verbose else "amshan: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        logging.getLogger("amshan.autodecoder").setLevel(logging.ERROR)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(QuietReported())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``amshan`` command line; return the exit status (0 ok, 1 failure, 2 usage, 130 interrupted)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-        format=("%(asctime)s " if args.verbose else "") + "%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(args.verbose)
     try:
         return asyncio.run(_COMMANDS[args.command](args, sys.stdout, sys.stderr))
     except UsageError as error:
         sys.stderr.write(f"amshan: {error}\n")
         return EXIT_USAGE
-    except KeyboardInterrupt:  # a second Ctrl-C while buffered points were being written
+    except KeyboardInterrupt:  # Ctrl-C where no command handles it (probe, or between reading and draining)
+        sys.stderr.write("amshan: interrupted\n")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader of stdout went away (amshan read ... | head)
         with contextlib.suppress(OSError):

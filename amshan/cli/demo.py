@@ -6,7 +6,7 @@ import argparse
 from typing import Any, TextIO
 
 from amshan.cli.formats import FORMATS, Sink
-from amshan.cli.options import DEFAULT_IDLE_TIMEOUT, EXIT_FAILURE, EXIT_OK, add_common, positive_float
+from amshan.cli.options import DEFAULT_IDLE_TIMEOUT, EXIT_FAILURE, EXIT_OK, add_common, epilog, positive_float
 from amshan.cli.read import run_pipeline
 from amshan.cli.sources import parse_source
 from amshan.simulator import MeterSimulator, bundled_frames
@@ -22,6 +22,7 @@ def add_parser(commands: Any) -> None:
         help="read a simulated meter for a few seconds (no hardware needed)",
         description="Start a simulated meter on 127.0.0.1 that replays real Aidon, Kaifa and Kamstrup frames,"
         " read it through the TCP connection factory and the ConnectionManager, print what it decodes.",
+        epilog=epilog(),
     )
     demo.add_argument("--format", choices=FORMATS, default="obis", help="output format (default obis)")
     demo.add_argument(
@@ -55,6 +56,7 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         args.count = None
         args.idle_timeout = DEFAULT_IDLE_TIMEOUT
         args.drop = "newest"
+        args.save = None
         sink = Sink(args.format, stdout=stdout, stderr=stderr, flush_each=True)
         await run_pipeline(parse_source(address), args, sink, None, stderr)
     stderr.write(f"amshan demo: {sink.decoded} messages decoded from {sink.messages} received\n")

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder, MeterItem
+from amshan.cli.diagnose import undecodable_reason
 from amshan.dlms import is_whole_apdu
 from amshan.hdlc import HdlcFrame, HdlcMessageAssembler
 from amshan.influxdb import InfluxDbWriter, PointMaker
@@ -58,25 +59,48 @@ def describe_frame(frame: HdlcFrame) -> str:
     )
 
 
-class _Complaints:
-    """Report problems with the input on stderr without flooding it: the first ten, then one a minute."""
+class Complaints:
+    """Report problems with the input on stderr without flooding it: the first ten, then one a minute.
+
+    Each problem has a kind (the words of the end-of-run summary: "invalid frames", "encrypted messages");
+    ``summary()`` counts them all, so problems held back are never lost from sight.
+    """
 
     FIRST = 10
 
     def __init__(self, stream: TextIO) -> None:
+        """Report on ``stream``."""
         self._stream = stream
         self._limiter = LogLimiter()
         self.count = 0
+        self.shown = 0
+        self.kinds: dict[str, int] = {}
 
-    def report(self, problem: str) -> None:
+    def report(self, kind: str, problem: str) -> None:
         """Print the problem now, or only count it when too many came recently."""
         self.count += 1
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
         if self.count > self.FIRST and not self._limiter.ready():
             return
-        held_back = self._limiter.held_back if self.count > self.FIRST else 0
-        suppressed = f" ({held_back} similar problems not shown)" if held_back else ""
-        self._stream.write(f"amshan: {problem}{suppressed}\n")
+        note = self._limiter.held_back_note("similar problems not shown") if self.count > self.FIRST else ""
+        self.shown += 1
+        self._stream.write(f"amshan: {problem}{note}\n")
         self._stream.flush()
+
+    def summary(self) -> str:
+        """Return one line counting the problems by kind (and how many were not shown), or "" if none."""
+        if not self.count:
+            return ""
+        kinds = ", ".join(_counted(count, kind) for kind, count in self.kinds.items())
+        hidden = self.count - self.shown
+        return f"{_counted(self.count, 'problems')}: {kinds}" + (
+            f" ({hidden} not shown above)" if hidden else ""
+        )
+
+
+def _counted(count: int, plural: str) -> str:
+    """Return "1 invalid frame" or "3 invalid frames" from the plural words."""
+    return f"{count} {plural[:-1] if count == 1 else plural}"
 
 
 class Sink:
@@ -92,22 +116,32 @@ class Sink:
         point_maker: PointMaker | None = None,
         flush_each: bool = False,
         limit: int | None = None,
+        stamp_received: bool = False,
     ) -> None:
-        """Print in ``output_format`` (json, obis, frames or none); stop after ``limit`` items when set."""
+        """Print in ``output_format`` (json, obis, frames or none); stop after ``limit`` items when set.
+
+        With ``stamp_received`` (live sources) each JSON line carries "received", the local time with offset.
+        """
         self.output_format = output_format
         self._stdout = stdout
         self._writer = writer
         self._point_maker = point_maker
         self._flush_each = flush_each
         self._limit = limit
+        self._stamp_received = stamp_received
         self._decoder = AutoDecoder()
         self._assembler = HdlcMessageAssembler(is_whole_apdu)
-        self.complaints = _Complaints(stderr)
+        self.complaints = Complaints(stderr)
         self.frames = 0
         self.invalid_frames = 0
         self.messages = 0
         self.decoded = 0
         self.finished = asyncio.Event()
+
+    @property
+    def succeeded(self) -> bool:
+        """Return True once the run delivered: a decoded message (with --format frames: a valid frame)."""
+        return self.frames > self.invalid_frames if self.wants_frames else self.decoded > 0
 
     @property
     def wants_frames(self) -> bool:
@@ -124,7 +158,9 @@ class Sink:
             if self._writer is None:
                 return
         elif not frame.is_valid:
-            self.complaints.report(f"frame {self.frames} skipped: {describe_frame(frame).splitlines()[0]}")
+            self.complaints.report(
+                "invalid frames", f"frame {self.frames} skipped: {describe_frame(frame).splitlines()[0]}"
+            )
         content = self._assembler.add(frame)
         if content:
             self.message(content)
@@ -140,16 +176,24 @@ class Sink:
         elif self.output_format == "json" or self._writer is not None:
             dictionary = self._decoder.decode_frame_content(content)
         if (dictionary if items is None else items) is None:
-            preview = content[:24].hex() + ("..." if len(content) > 24 else "")
+            kind, reason = undecodable_reason(content)
+            preview = content[:16].hex() + ("..." if len(content) > 16 else "")
             self.complaints.report(
-                f"message {self.messages} ({len(content)} bytes) did not decode: {preview}"
+                f"{kind} messages",
+                f"message {self.messages} ({len(content)} bytes, {preview}) did not decode: {reason}",
             )
             return
         self.decoded += 1
         if items is not None:
             self._emit(self._obis_block(items, dictionary))
         elif dictionary is not None and self.output_format == "json":
-            self._emit(json.dumps(dictionary, default=_text, ensure_ascii=False))
+            shown: dict[str, Any] = dictionary
+            if self._stamp_received:
+                shown = {
+                    **dictionary,
+                    "received": datetime.now().astimezone().isoformat(timespec="milliseconds"),
+                }
+            self._emit(json.dumps(shown, default=_text, ensure_ascii=False))
         if dictionary is not None and self._writer is not None and self._point_maker is not None:
             point = self._point_maker.make(dictionary)
             if point is not None:
@@ -193,16 +237,22 @@ class Sink:
 
 
 class Progress:
-    """A one-line progress bar on stderr for reading a file (only when stderr is a terminal)."""
+    """A one-line progress bar on stderr for reading a file (only when stderr is a terminal).
+
+    It shows bytes, frames, messages seen and decoded, the decoding rate and, for a file, the time left.
+    """
 
     WIDTH = 30
 
     def __init__(self, stream: TextIO, total: int | None, sink: Sink) -> None:
+        """Draw on ``stream`` for ``total`` bytes (None: unknown size), counting what ``sink`` saw."""
         self._stream = stream
         self._total = total
         self._sink = sink
         self._done = 0
+        self._started = time.monotonic()
         self._next_draw = 0.0
+        self._width = 0
 
     def advance(self, count: int) -> None:
         """Count bytes read and redraw, at most ten times a second."""
@@ -210,22 +260,37 @@ class Progress:
         now = time.monotonic()
         if now >= self._next_draw:
             self._next_draw = now + 0.1
-            self._draw()
+            self._draw(now)
 
     def close(self) -> None:
         """Draw the final state and end the line."""
-        self._draw()
+        self._draw(time.monotonic())
         self._stream.write("\n")
         self._stream.flush()
 
-    def _draw(self) -> None:
-        counts = f"{self._done:,} bytes  {self._sink.frames} frames  {self._sink.messages} messages"
+    def _draw(self, now: float) -> None:
+        sink = self._sink
+        elapsed = max(now - self._started, 1e-3)
+        counts = (
+            f"{self._done:,} bytes  {sink.frames} frames  {sink.messages} messages  {sink.decoded} decoded"
+            f"  {sink.decoded / elapsed:,.0f}/s"
+        )
         if self._total:
             share = min(1.0, self._done / self._total)
             filled = int(share * self.WIDTH)
             bar = "#" * filled + "-" * (self.WIDTH - filled)
-            line = f"[{bar}] {share * 100:5.1f}%  {counts}"
+            left = elapsed * (self._total - self._done) / self._done if self._done else None
+            eta = "" if left is None else f"  {_duration(left)} left"
+            line = f"[{bar}] {share * 100:5.1f}%  {counts}{eta}"
         else:
             line = counts
-        self._stream.write("\r" + line)
+        self._stream.write("\r" + line.ljust(self._width))
+        self._width = len(line)
         self._stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    """Return a duration as M:SS (or H:MM:SS)."""
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -6,7 +6,7 @@ import argparse
 from typing import Any, TextIO
 
 from amshan.cli import read
-from amshan.cli.options import SERIAL_HELP, add_common, add_influxdb_options, add_source
+from amshan.cli.options import SERIAL_HELP, add_common, add_influxdb_options, add_source, epilog
 
 
 def add_parser(commands: Any) -> None:
@@ -16,8 +16,9 @@ def add_parser(commands: Any) -> None:
         help="forward a meter's messages to InfluxDB",
         description="Write every message as an InfluxDB point (HTTP /write: InfluxDB 1.x, or 2.x's v1 API):"
         " one measurement, a float field per numeric value, tags meter_id and manufacturer, the meter's"
-        " own timestamp when it sends one. Batches writes, retries with back-off while the database is down.",
-        epilog="Serial settings: " + SERIAL_HELP,
+        " own timestamp when it sends one. Batches writes, retries with back-off while the database is"
+        " down.",
+        epilog=epilog("Serial settings: " + SERIAL_HELP),
     )
     add_source(forward)
     forward.add_argument("influxdb_url", metavar="URL", help="InfluxDB base URL, e.g. http://localhost:8086")

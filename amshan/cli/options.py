@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import math
+import socket
+import textwrap
+from typing import Any, Callable, NoReturn, TypeVar
 
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
 from amshan.meter_connection import DROP_POLICIES
+
+_N = TypeVar("_N", int, float)
 
 DEFAULT_IDLE_TIMEOUT = 60.0  # meters push at least every 10 s; a minute of silence means a dead link
 EXIT_OK = 0
@@ -16,24 +22,90 @@ EXIT_INTERRUPTED = 130
 SERIAL_HELP = "Aidon and Kaifa send 2400 baud 8E1 (--parity E); Kamstrup sends 2400 baud 8N1 (--parity N)."
 
 
+EXIT_STATUS_HELP = """exit status:
+  0    done: something was decoded (or served, or found)
+  1    nothing decoded from a file or stdin; a live source never connected, or
+       sent nothing decodable; InfluxDB points not written; a port that cannot
+       be listened on; probe found no working setting
+  2    usage error: bad arguments, a missing file, an invalid port or host
+       (reported before anything starts)
+  130  interrupted: a second Ctrl-C abandoned points not yet written"""
+
+
+def epilog(*paragraphs: str) -> str:
+    """Return the paragraphs, then the exit status table, as the closing text of a command's --help."""
+    return "\n\n".join([*paragraphs, EXIT_STATUS_HELP])
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wrap each paragraph of a description or epilog; keep indented paragraphs (tables) as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Fill paragraph by paragraph, leaving alone those with an indented line."""
+        return "\n\n".join(
+            paragraph
+            if any(line.startswith(" ") for line in paragraph.splitlines())
+            else textwrap.fill(paragraph, width, initial_indent=indent, subsequent_indent=indent)
+            for paragraph in text.split("\n\n")
+        )
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (what is wrong, where to read more), exit status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Make a parser (and subcommand parsers) that wrap help text by paragraphs."""
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Print the error in one line and exit with status 2."""
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 class UsageError(Exception):
     """A command line that cannot work (bad source, option combination); reported without a traceback."""
 
 
+def check_host(host: str, port: int, where: str) -> None:
+    """Refuse, as a usage error, a host name that does not resolve (``where`` names the argument)."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise UsageError(
+            f"cannot resolve host {host!r} in {where}: check the name, or give an IP address"
+        ) from None
+
+
+def _number(text: str, parse: Callable[[str], _N], accept: Callable[[_N], bool], expected: str) -> _N:
+    """Parse a numeric argument; a usage error says what was expected and what was found."""
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}")
+    return value
+
+
+def tcp_port(text: str) -> int:
+    """Parse a TCP port to listen on: 0 (any free port) to 65535."""
+    return _number(text, int, lambda port: 0 <= port <= 65535, "a TCP port 0-65535 (0: any free port)")
+
+
 def positive_float(text: str) -> float:
     """Parse an argument that must be a number above zero (seconds, intervals)."""
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, found {text}")
-    return value
+    return _number(text, float, lambda value: 0 < value < math.inf, "a number above 0 (e.g. 2.5)")
+
+
+def non_negative_float(text: str) -> float:
+    """Parse an argument that must be a number of seconds, 0 or more (0 turns the feature off)."""
+    return _number(text, float, lambda value: 0 <= value < math.inf, "a number of seconds, 0 or more")
 
 
 def positive_int(text: str) -> int:
     """Parse an argument that must be a whole number above zero (counts, sizes)."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, found {text}")
-    return value
+    return _number(text, int, lambda value: value > 0, "a whole number above 0 (e.g. 10)")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -50,14 +122,15 @@ def add_source(parser: argparse.ArgumentParser) -> None:
         " a capture file of raw bytes, or - for stdin",
     )
     group = parser.add_argument_group("serial port", SERIAL_HELP)
-    group.add_argument("--baudrate", type=int, default=2400, help="baud rate (default 2400)")
+    group.add_argument("--baudrate", type=positive_int, default=2400, help="baud rate (default 2400)")
+    group.add_argument("--bytesize", type=int, choices=(7, 8), default=8, help="data bits (default 8)")
     group.add_argument(
         "--parity", choices=("N", "E", "O"), default="N", help="parity: N none (default), E even, O odd"
     )
     live = parser.add_argument_group("live meters (serial and TCP)")
     live.add_argument(
         "--idle-timeout",
-        type=float,
+        type=non_negative_float,
         default=DEFAULT_IDLE_TIMEOUT,
         metavar="SECONDS",
         help="reconnect when no valid frame came for this long (default %(default)g; 0 turns it off)",
@@ -75,6 +148,11 @@ def add_source(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages (or frames)")
+    parser.add_argument(
+        "--save",
+        metavar="FILE",
+        help="also append every byte read, exactly as received, to FILE (replay it with: amshan read FILE)",
+    )
 
 
 def add_influxdb_options(parser: argparse.ArgumentParser) -> None:

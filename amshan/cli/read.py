@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from typing import Any, TextIO
 
+from amshan.cli.diagnose import describe_sample
 from amshan.cli.formats import FORMATS, Sink
 from amshan.cli.options import (
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     SERIAL_HELP,
     UsageError,
     add_common,
     add_influxdb_options,
     add_source,
+    epilog,
 )
-from amshan.cli.sources import Source, make_writer, parse_source, read_live, read_recorded, stop_on_signals
+from amshan.cli.sources import (
+    Capture,
+    Reading,
+    Source,
+    make_writer,
+    on_signals,
+    parse_source,
+    read_live,
+    read_recorded,
+    until,
+)
 from amshan.influxdb import InfluxDbWriter, PointMaker
 
 
@@ -26,7 +40,7 @@ def add_parser(commands: Any) -> None:
         "read",
         help="read a meter or a capture and print each message",
         description="Read a meter or a capture and print each message (or each frame).",
-        epilog="Serial settings: " + SERIAL_HELP,
+        epilog=epilog("Serial settings: " + SERIAL_HELP),
     )
     add_source(read)
     read.add_argument(
@@ -62,6 +76,7 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         point_maker=PointMaker(args.measurement, use_meter_time=not args.receive_time) if writer else None,
         flush_each=source.is_live,
         limit=args.count,
+        stamp_received=source.is_live,
     )
     return await run_pipeline(source, args, sink, writer, stderr)
 
@@ -70,6 +85,7 @@ async def run_pipeline(
     source: Source, args: argparse.Namespace, sink: Sink, writer: InfluxDbWriter | None, stderr: TextIO
 ) -> int:
     """Feed the source to the sink until it ends, stops or times out; drain the writer; return the status."""
+    save = Capture(args.save) if args.save else None
     stop = asyncio.Event()
     watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(sink.finished.wait())]
     if args.duration is not None:
@@ -77,31 +93,123 @@ async def run_pipeline(
     for watcher in watchers:
         watcher.add_done_callback(lambda _: stop.set())
     writer_task = asyncio.ensure_future(writer.run()) if writer is not None else None
+    started = time.monotonic()
     try:
-        with stop_on_signals(stop):
+        with on_signals(stop.set):
             if source.is_live:
-                await read_live(source, args, sink, stop)
+                reading = await read_live(source, args, sink, stop, stderr, save=save)
             else:
-                await read_recorded(source, args.hex, sink, stop, stderr)
+                reading = await read_recorded(source, args.hex, sink, stop, stderr, save=save)
     finally:
         for watcher in watchers:
             watcher.cancel()
+        if save is not None:
+            save.close()
     sink.flush()
-    status = EXIT_OK
+    status = _summarize(source, args, sink, reading, elapsed=time.monotonic() - started, stderr=stderr)
     if writer is not None and writer_task is not None:
-        writer.stop()
-        await writer_task
-        if writer.pending or writer.dropped or writer.rejected:
-            stderr.write(
-                f"amshan: InfluxDB: {writer.written} points written, {writer.pending} not written,"
-                f" {writer.dropped} dropped (buffer full), {writer.rejected} rejected by the server\n"
-            )
-            status = EXIT_FAILURE
-        elif args.verbose:
-            stderr.write(f"amshan: InfluxDB: {writer.written} points written\n")
-    if not source.is_live and (args.verbose or sink.complaints.count):
-        stderr.write(
-            f"amshan: {sink.frames} frames ({sink.invalid_frames} invalid), {sink.messages} messages,"
-            f" {sink.decoded} decoded\n"
-        )
+        status = max(status, await _drain(writer, writer_task, args, stderr))
     return status
+
+
+def _summarize(
+    source: Source, args: argparse.Namespace, sink: Sink, reading: Reading, *, elapsed: float, stderr: TextIO
+) -> int:
+    """Print what the run saw when it had problems or decoded nothing; return the status that says so."""
+    problems = sink.complaints.summary()
+    if problems:
+        stderr.write(f"amshan: {problems}\n")
+    counts = (
+        f"{reading.bytes_read:,} bytes, {sink.frames} frames ({sink.invalid_frames} invalid),"
+        f" {sink.messages} messages, {sink.decoded} decoded"
+    )
+    span = f"within {args.duration:g} s" if args.duration is not None else f"in {elapsed:.0f} s"
+    if source.is_live and not reading.connections:
+        stderr.write(f"amshan: never connected to {source.name} {span}\n")
+        return EXIT_FAILURE
+    if not sink.succeeded:
+        within = f" {span}" if source.is_live else ""
+        hint = _hint(source, args, sink, reading)
+        stderr.write(f"amshan: nothing decoded from {source.name}{within}: {counts}; {hint}\n")
+        return EXIT_FAILURE
+    if not source.is_live and (args.verbose or problems):
+        stderr.write(f"amshan: {counts}\n")
+    return EXIT_OK
+
+
+def _hint(source: Source, args: argparse.Namespace, sink: Sink, reading: Reading) -> str:
+    """Return what to try when a run decoded nothing, from what it did see."""
+    kinds = sink.complaints.kinds
+    if kinds.get("encrypted messages"):
+        return "the messages are encrypted: pass the meter's key"
+    if kinds.get("unsupported messages"):
+        return "the messages are in a format amshan does not read"
+    if kinds.get("damaged messages"):
+        return "the messages are damaged, or of a list no decoder knows"
+    if source.kind == "serial":
+        if not reading.bytes_read:
+            return "nothing arrived: is the meter's HAN port enabled and the cable in?"
+        return f"wrong serial settings? find them with: amshan probe {source.location}"
+    if source.kind == "tcp":
+        if not reading.bytes_read:
+            return "nothing arrived: is the meter connected to the reader behind this port?"
+        return "wrong serial settings in the reader behind this port (ser2net: try 2400 8E1 or 8N1)?"
+    return describe_sample(reading.sample, as_hex=args.hex)
+
+
+async def _drain(
+    writer: InfluxDbWriter, writer_task: asyncio.Future[None], args: argparse.Namespace, stderr: TextIO
+) -> int:
+    """Write the buffered points (saying what is waited for), give up at a 2nd Ctrl-C; return the status."""
+    url = args.influxdb_url
+    abandon = asyncio.Event()
+    interrupts = 0
+
+    def interrupted() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            abandon.set()
+            return
+        stderr.write(
+            f"amshan: still writing {writer.pending} points to InfluxDB at {url};"
+            " press Ctrl-C again to abandon them\n"
+        )
+        stderr.flush()
+
+    with on_signals(interrupted):
+        writer.stop()
+        if writer.pending and not writer_task.done():
+            stderr.write(
+                f"amshan: writing {writer.pending} buffered points to InfluxDB at {url},"
+                f" waiting up to {args.drain_timeout:g} s (--drain-timeout)\n"
+            )
+            stderr.flush()
+        await until(writer_task, abandon)
+    if abandon.is_set():
+        stderr.write(f"amshan: abandoned {writer.pending} points not written to InfluxDB at {url}\n")
+        return EXIT_INTERRUPTED
+    if writer.pending or writer.dropped or writer.rejected:
+        reason = _influx_reason(writer.last_error, args)
+        stderr.write(
+            f"amshan: InfluxDB at {url}: {writer.written} points written, {writer.pending} not written,"
+            f" {writer.dropped} dropped (buffer full), {writer.rejected} rejected by the server{reason}\n"
+        )
+        return EXIT_FAILURE
+    if args.verbose:
+        stderr.write(f"amshan: InfluxDB: {writer.written} points written\n")
+    return EXIT_OK
+
+
+def _influx_reason(error: str | None, args: argparse.Namespace) -> str:
+    """Return "; why and what to do" for the last failed write, or ""."""
+    if error is None:
+        return ""
+    if "database not found" in error:
+        return (
+            f"; the database {args.database!r} does not exist:"
+            f" create it (influx -execute 'CREATE DATABASE {args.database}') and run again"
+        )
+    if "HTTP 401" in error or "HTTP 403" in error:
+        return f"; the server refused the credentials ({error}): check --username/--password or --token"
+    return f"; last error: {error}"

@@ -5,20 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
+import logging
 import os
 import re
 import signal
+import socket
 import stat
 import sys
 import threading
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from amshan.cli.diagnose import SAMPLE_SIZE
 from amshan.cli.formats import Progress, Sink
-from amshan.cli.options import UsageError
+from amshan.cli.options import UsageError, check_host
 from amshan.hdlc import HdlcFrame, HdlcFrameReader
-from amshan.influxdb import InfluxDbWriter
+from amshan.influxdb import DRAIN_ENDED, InfluxDbWriter
 from amshan.meter_connection import ConnectionManager, MeterTransportProtocol
 from amshan.serial_connection_factory import (
     create_serial_frame_connection,
@@ -49,6 +54,28 @@ class Source:
         """Return True for a meter connection (serial or TCP), False for recorded bytes."""
         return self.kind in ("serial", "tcp")
 
+    @property
+    def name(self) -> str:
+        """Return the source as messages name it: "serial port /dev/ttyUSB0", "host h port 3001", ..."""
+        if self.kind == "tcp":
+            return f"host {self.host} port {self.port}"
+        if self.kind == "serial":
+            return f"serial port {self.location}"
+        return "stdin" if self.kind == "stdin" else self.location
+
+
+@dataclass
+class Reading:
+    """What reading a source found besides frames: the first bytes (recorded) or the connections (live)."""
+
+    sample: bytes = b""
+    connections: int = 0
+    bytes_read: int = 0
+
+
+class SourceError(ConnectionError):
+    """A live source that cannot be opened, in words naming it and what to do; the CLI has reported it."""
+
 
 def parse_source(text: str) -> Source:
     """Tell a serial device, a ``tcp://HOST:PORT`` address, a capture file and ``-`` (stdin) apart."""
@@ -56,9 +83,13 @@ def parse_source(text: str) -> Source:
         return Source("stdin", text)
     match = _TCP_SOURCE.match(text)
     if match:
-        return Source("tcp", text, match["host"].strip("[]"), int(match["port"]))
+        host, port = match["host"].strip("[]"), int(match["port"])
+        if not 1 <= port <= 65535:
+            raise UsageError(f"the port of {text} must be 1-65535, found {port}")
+        check_host(host, port, text)
+        return Source("tcp", text, host, port)
     if text.startswith("tcp:"):
-        raise UsageError(f"expected tcp://HOST:PORT, found {text!r}")
+        raise UsageError(f"expected tcp://HOST:PORT (e.g. tcp://192.168.1.10:3001), found {text!r}")
     if "://" in text:  # a pyserial URL: rfc2217://, socket://, loop://, ...
         return Source("serial", text)
     try:
@@ -66,25 +97,29 @@ def parse_source(text: str) -> Source:
     except OSError:
         if text.startswith("/dev/") or _WINDOWS_PORT.match(text):
             return Source("serial", text)  # a dongle not plugged in yet: the connection manager retries
-        raise UsageError(f"no such file or device: {text!r}") from None
+        raise UsageError(
+            f"no such file or device: {text}; give a capture file, a serial device, tcp://HOST:PORT or -"
+        ) from None
     if stat.S_ISCHR(mode):
         return Source("serial", text)
     if stat.S_ISDIR(mode):
-        raise UsageError(f"expected a file or a device, found the folder {text!r}")
+        raise UsageError(f"{text} is a folder: give a capture file or a device")
     return Source("file", text)
 
 
-def _hex_item(number: int, line: bytes) -> tuple[str, Any, int]:
+def _hex_item(number: int, line: bytes, raw: bytes) -> tuple[str, Any, bytes]:
     """Turn a line of hex text into a queue item: the frame's bytes (flags added if missing), or an error."""
+    text = line.decode("utf-8", "replace")
     try:
-        data = parse_hex_line(line.decode("ascii", "replace"))
+        data = parse_hex_line(text)
     except ValueError:
-        return ("error", f"line {number} is not hex: {line[:60]!r}", len(line) + 1)
+        shown = "".join(c if c.isprintable() else "?" for c in text.strip()[:60])
+        return ("error", f"line {number} is not hex, skipped: {shown}", raw)
     if data is None:
         data = b""
     elif data[:1] != b"\x7e" and data[-1:] != b"\x7e":
         data = b"\x7e" + data + b"\x7e"  # a frame published without its flags
-    return ("data", data, len(line) + 1)
+    return ("data", data, raw)
 
 
 def _start_reader_thread(
@@ -105,10 +140,11 @@ def _start_reader_thread(
                 return
             yield data
 
-    def items() -> Iterator[tuple[str, Any, int]]:
+    def items() -> Iterator[tuple[str, Any, bytes]]:
+        """Yield (kind, payload, the raw bytes it came from): data and its bytes, or an error in words."""
         if not as_hex:
             for data in blocks():
-                yield ("data", data, len(data))
+                yield ("data", data, data)
             return
         pending = b""
         number = 0
@@ -116,12 +152,12 @@ def _start_reader_thread(
             *lines, pending = (pending + data).split(b"\n")
             for line in lines:
                 number += 1
-                yield _hex_item(number, line)
+                yield _hex_item(number, line, line + b"\n")
             if len(pending) > _MAX_HEX_LINE:
-                yield ("error", f"line {number + 1} is longer than {_MAX_HEX_LINE} bytes: skipped", 0)
+                yield ("error", f"line {number + 1} is longer than {_MAX_HEX_LINE} bytes, skipped", pending)
                 pending = b""
-        if pending.strip():
-            yield _hex_item(number + 1, pending)
+        if pending:
+            yield _hex_item(number + 1, pending, pending)
 
     def put(item: Any) -> None:
         slots.acquire()
@@ -133,7 +169,7 @@ def _start_reader_thread(
                 for item in items():
                     put(item)
             except OSError as error:  # the stream failed: say so, then end as at end of file
-                put(("error", f"reading failed: {error}", 0))
+                put(("error", f"reading failed: {error.strerror or error}", b""))
             put(None)
         except RuntimeError:  # the event loop has closed: nobody reads any more
             pass
@@ -146,8 +182,14 @@ def _start_reader_thread(
 
 
 async def read_recorded(
-    source: Source, as_hex: bool, sink: Sink, stop: asyncio.Event, stderr: TextIO
-) -> None:
+    source: Source,
+    as_hex: bool,
+    sink: Sink,
+    stop: asyncio.Event,
+    stderr: TextIO,
+    *,
+    save: Capture | None = None,
+) -> Reading:
     """Read a capture file or stdin to its end (or until stopped), feeding every frame to the sink."""
     if source.kind == "stdin":
         fd = sys.stdin.fileno()
@@ -156,8 +198,9 @@ async def read_recorded(
         try:
             fd = os.open(source.location, os.O_RDONLY)  # closed by the reader thread
         except OSError as error:
-            raise UsageError(f"cannot read {source.location!r}: {error.strerror}") from None
+            raise UsageError(f"cannot read {source.location}: {error.strerror}") from None
         total = os.fstat(fd).st_size or None
+    reading = Reading()
     progress = Progress(stderr, total, sink) if source.kind == "file" and stderr.isatty() else None
     queue: asyncio.Queue[Any] = asyncio.Queue()
     slots = _start_reader_thread(fd, source.kind == "file", as_hex, asyncio.get_running_loop(), queue)
@@ -168,19 +211,25 @@ async def read_recorded(
             if item is None:
                 break
             slots.release()
-            kind, payload, size = item
+            kind, payload, raw = item
+            reading.bytes_read += len(raw)
+            if save is not None:
+                save.write(raw)
+            if len(reading.sample) < SAMPLE_SIZE:
+                reading.sample += raw[: SAMPLE_SIZE - len(reading.sample)]
             if kind == "error":
-                sink.complaints.report(str(payload))
+                sink.complaints.report("unreadable lines", str(payload))
             else:
                 for frame in reader.read(payload):
                     sink.frame(frame)
                     if sink.finished.is_set():
                         break
             if progress is not None:
-                progress.advance(size)
+                progress.advance(len(raw))
     finally:
         if progress is not None:
             progress.close()
+    return reading
 
 
 async def until(awaitable: Awaitable[Any], stop: asyncio.Event) -> Any:
@@ -195,15 +244,23 @@ async def until(awaitable: Awaitable[Any], stop: asyncio.Event) -> Any:
     return None
 
 
-async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: asyncio.Event) -> None:
+async def read_live(
+    source: Source,
+    args: argparse.Namespace,
+    sink: Sink,
+    stop: asyncio.Event,
+    stderr: TextIO,
+    *,
+    save: Capture | None = None,
+) -> Reading:
     """Read a serial port or TCP stream through the ConnectionManager until stopped."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=_QUEUE_SIZE)
-    factory: Callable[[], Awaitable[MeterTransportProtocol]]
+    connect: Callable[[], Awaitable[MeterTransportProtocol]]
     if source.kind == "tcp":
         create_tcp = create_tcp_frame_connection if sink.wants_frames else create_tcp_frame_content_connection
 
-        def factory() -> Awaitable[MeterTransportProtocol]:
+        def connect() -> Awaitable[MeterTransportProtocol]:
             return create_tcp(queue, loop, source.host, source.port, drop=args.drop)
 
     else:
@@ -211,10 +268,44 @@ async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: 
             create_serial_frame_connection if sink.wants_frames else create_serial_frame_content_connection
         )
 
-        def factory() -> Awaitable[MeterTransportProtocol]:
+        def connect() -> Awaitable[MeterTransportProtocol]:
             return create_serial(
-                queue, loop, url=source.location, baudrate=args.baudrate, parity=args.parity, drop=args.drop
+                queue,
+                loop,
+                url=source.location,
+                baudrate=args.baudrate,
+                bytesize=args.bytesize,
+                parity=args.parity,
+                drop=args.drop,
             )
+
+    reported = ""
+    reading = Reading()
+
+    def received(data: bytes) -> None:
+        """Count (and save) the bytes of the live stream as they arrive."""
+        reading.bytes_read += len(data)
+        if save is not None:
+            save.write(data)
+
+    async def factory() -> MeterTransportProtocol:
+        """Connect; say once in words why a connection fails, and tap the raw bytes for --save."""
+        nonlocal reported
+        try:
+            transport, protocol = await connect()
+        except Exception as error:
+            words = explain_connect_error(source, args, error)
+            if words != reported:
+                reported = words
+                stderr.write(f"amshan: {words}; retrying\n")
+                stderr.flush()
+            raise SourceError(words) from None
+        if reported:
+            stderr.write(f"amshan: connected to {source.name}\n")
+            stderr.flush()
+            reported = ""
+        protocol.on_data = received
+        return transport, protocol
 
     idle_timeout = args.idle_timeout if args.idle_timeout > 0 else None
     manager = ConnectionManager(factory, idle_timeout=idle_timeout)
@@ -233,15 +324,104 @@ async def read_live(source: Source, args: argparse.Namespace, sink: Sink, stop: 
         await asyncio.wait({connect_task}, timeout=10)
         if not connect_task.done():
             connect_task.cancel()
+    reading.connections = manager.connection_count
+    return reading
+
+
+def explain_connect_error(source: Source, args: argparse.Namespace, error: BaseException) -> str:
+    """Return why a live source failed to open, naming it and saying what to do, in one line."""
+    number = _errno(error)
+    text = str(error)
+    if source.kind == "serial":
+        port = f"serial port {source.location}"
+        if number == errno.ENOENT or "No such file or directory" in text:
+            return f"cannot open {port}: no such device; check the name (`amshan probe` lists serial ports)"
+        if number == errno.EACCES or "Permission denied" in text:
+            return (
+                f"cannot open {port}: permission denied; add your user to the dialout group and log in again"
+            )
+        if number == errno.EBUSY or "busy" in text.lower():
+            return f"cannot open {port}: it is in use by another program; stop that program first"
+        if refused_setting(error):
+            setting = f"{args.baudrate} baud {args.bytesize}{args.parity}1"
+            return (
+                f"{port} refuses {setting}: it cannot do that setting; try another --baudrate or --parity,"
+                f" or run `amshan probe {source.location}`"
+            )
+        return f"cannot open {port}: {error_words(error)}"
+    where = source.name
+    if isinstance(error, ConnectionRefusedError):
+        return f"{where} refused the connection: check that ser2net (or the meter reader) listens there"
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve host {source.host}: check the name, or give an IP address"
+    if isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+        return f"{where} does not answer: check the address and the network"
+    return f"cannot connect to {where}: {error_words(error)}"
+
+
+def refused_setting(error: BaseException) -> bool:
+    """Return True when opening a serial port failed because it refuses the settings (EINVAL, e.g. a pty)."""
+    text = str(error)
+    return _errno(error) == errno.EINVAL or "Invalid argument" in text or "(22," in text
+
+
+def _errno(error: BaseException) -> int | None:
+    """Return the OS error number an exception carries (OSError.errno, or termios.error's first arg)."""
+    number = getattr(error, "errno", None)
+    if number is None and error.args and isinstance(error.args[0], int):  # termios.error(22, "...")
+        number = error.args[0]
+    return number if isinstance(number, int) and number > 0 else None
+
+
+def error_words(error: BaseException) -> str:
+    """Return an OS error's own words (without the [Errno N] prefix), or the exception's text."""
+    number = _errno(error)
+    if number:
+        return os.strerror(number)
+    words = getattr(error, "strerror", None)
+    return str(words) if isinstance(words, str) and words else (str(error) or type(error).__name__)
+
+
+class Capture:
+    """The --save file: every byte read, appended exactly as received, written through at once."""
+
+    def __init__(self, path: str) -> None:
+        """Open ``path`` for appending; a file that cannot be opened is a usage error."""
+        self.path = path
+        try:
+            self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        except OSError as error:
+            raise UsageError(f"cannot write the --save file {path}: {error_words(error)}") from None
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        """Append the bytes."""
+        self._file.write(data)
+        self.written += len(data)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+
+class QuietReported(logging.Filter):
+    """Leave out library records the command line reports itself, so each problem is said once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return False for a connection error, an undecryptable message, the InfluxDB drain's end."""
+        if record.name == "amshan.cipher" and record.levelno == logging.ERROR:  # each message is reported
+            return False
+        args = record.args if isinstance(record.args, tuple) else ()
+        return record.msg is not DRAIN_ENDED and not any(isinstance(arg, SourceError) for arg in args)
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    """Set ``stop`` on Ctrl-C or SIGTERM while inside, so a command ends cleanly, not by an exception."""
+def on_signals(callback: Callable[[], None]) -> Iterator[None]:
+    """Call ``callback`` on Ctrl-C or SIGTERM while inside, so a command ends cleanly, not by an exception."""
     loop = asyncio.get_running_loop()
     for signal_number in _STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal_number, stop.set)
+            loop.add_signal_handler(signal_number, callback)
     try:
         yield
     finally:
@@ -251,7 +431,17 @@ def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
 
 
 def make_writer(args: argparse.Namespace, url: str, database: str) -> InfluxDbWriter:
-    """Open the InfluxDB writer the options describe (secrets may come from the environment)."""
+    """Open the InfluxDB writer the options describe (secrets may come from the environment).
+
+    Like a tcp:// source, the URL's port and host are checked before anything starts.
+    """
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UsageError(f"the port of the InfluxDB URL {url} must be 1-65535") from None
+    if parts.hostname:
+        check_host(parts.hostname, port, url)
     try:
         return InfluxDbWriter(
             url,

@@ -11,7 +11,10 @@ An input's first byte picks what is fuzzed:
   mode 1  a byte stream for the octet-stuffing reader (RFC 1662), read in chunks and whole;
   mode 2  two frame contents (information fields: the input's halves) for a new AutoDecoder, the meter
           decoders and the DLMS layer; the first teaches AutoDecoder its shape cache, so that the second, when
-          read through that cache, must give what the full decoder gives.
+          read through that cache, must give what the full decoder gives;
+  mode 3  a byte stream for MeterReader (public test keys: HDLC, M-Bus and bare ciphered APDUs), read in
+          chunks (size from the second byte) and whole, with the same dictionaries either way, followed by
+          one good message of each transport that must still come out, in order.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import crcmod.predefined
 
 CORPUS_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "frames.jsonl"
 REGRESSIONS_DIR = Path(__file__).resolve().parent / "regressions"
-MODES = 3
+MODES = 4
 
 # An independent CRC-16/X-25 (crcmod's generic path, not amshan's registered hot-path routine) as the oracle.
 _x25 = crcmod.predefined.mkCrcFun("x-25")
@@ -39,6 +42,18 @@ def _corpus() -> list[dict[str, Any]]:
 
 
 SENTINEL = next(bytes.fromhex(v["hex"]) for v in _corpus() if v["id"] == SENTINEL_ID)
+# Mode 3: the L+G vector with public keys (SC 0x30) as an HDLC frame, a bare APDU and an M-Bus frame
+KEYED_ID = "at-landisgyr-hdlc-gh501-1"
+_KEYED = next(v for v in _corpus() if v["id"] == KEYED_ID)
+KEYS = (bytes.fromhex(_KEYED["keys"]["encryption_key"]), bytes.fromhex(_KEYED["keys"]["authentication_key"]))
+_KEYED_APDU = bytes.fromhex(_KEYED["hex"])[12:-3]  # after 7E, header, HCS and LLC; before FCS and 7E
+_MBUS_BODY = bytes.fromhex("53ff100167") + _KEYED_APDU  # C, A, CI (last segment 0), STSAP, DTSAP, data
+METER_SENTINELS = (
+    bytes((0x68, len(_MBUS_BODY), len(_MBUS_BODY), 0x68)) + _MBUS_BODY + bytes((sum(_MBUS_BODY) % 256, 0x16)),
+    _KEYED_APDU,
+    bytes.fromhex(_KEYED["hex"]),
+)
+METER_PAD = bytes(4200)  # zero octets: every length a header in the input claims is reached
 
 
 def _load_amshan() -> dict[str, Any]:
@@ -49,6 +64,7 @@ def _load_amshan() -> dict[str, Any]:
     from amshan import DecodeError, hdlc, items
     from amshan.autodecoder import DECODERS, AutoDecoder
     from amshan.axdr import read_data
+    from amshan.reader import MeterReader
 
     return {
         "DecodeError": DecodeError,
@@ -58,6 +74,7 @@ def _load_amshan() -> dict[str, Any]:
         "DECODERS": DECODERS,
         "message_to_dict": items.message_to_dict,
         "AutoDecoder": AutoDecoder,
+        "MeterReader": MeterReader,
     }
 
 
@@ -142,10 +159,27 @@ def _check_content(content: bytes, decoder: Any) -> None:
         assert error.offset is not None and 0 <= error.offset <= len(content), f"A-XDR: {error}"
 
 
+def _check_meter_stream(data: bytes) -> None:
+    """MeterReader on data, then a good message of each transport: chunked and whole agree, none is lost."""
+    meter_reader = _modules()["MeterReader"]
+    chunk = 1 + (data[0] if data else 0)
+    stream = data[1:] + METER_PAD + b"".join(METER_SENTINELS) + METER_PAD
+    reader = meter_reader(*KEYS)
+    chunked = []
+    for start in range(0, len(stream), chunk):
+        chunked += reader.read(stream[start : start + chunk])
+        assert reader.buffered_bytes <= 2 * 4096 + 2 * 2049 + chunk, f"holds {reader.buffered_bytes} bytes"
+    assert chunked == meter_reader(*KEYS).read(stream), "chunked and whole reads disagree"
+    sentinel = meter_reader(*KEYS).read(METER_SENTINELS[-1])
+    assert len(sentinel) == 1 and chunked[-3:] == sentinel * 3, "a good message after the input was lost"
+
+
 def check_input(data: bytes) -> None:
     """Check one fuzz input; raises AssertionError (or the escaping exception) on a finding."""
     mode = data[0] % MODES if data else 0
-    if mode == 2:
+    if mode == 3:
+        _check_meter_stream(data[1:])
+    elif mode == 2:
         half = (len(data) - 1) // 2
         decoder = _modules()["AutoDecoder"]()
         _check_content(data[1 : 1 + half], decoder)
@@ -160,6 +194,8 @@ def seeds() -> Iterator[bytes]:
     messages: list[bytes] = []
     for vector in _corpus():
         raw = bytes.fromhex(vector["hex"])
+        if vector["layer"] in ("hdlc", "mbus", "apdu"):
+            yield bytes((3, 31)) + raw
         if vector["layer"] == "hdlc":
             yield bytes((0, 63)) + raw
             yield bytes((1, 15)) + raw
