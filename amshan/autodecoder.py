@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeV
 from amshan import aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
-from amshan.axdr import decode_date_time, read_data
+from amshan.axdr import decode_date_time
 from amshan.cipher import CIPHERING_TAGS, CipherStats, Decipherer, parse_ciphered_apdu
 from amshan.dlms import LLC_HEADER, apdu_offset, decode_data_notification, read_notification_header
 from amshan.items import (
@@ -21,11 +21,9 @@ from amshan.items import (
     MeterItem,
     Trace,
     field_of,
-    item_value,
-    list_id_manufacturer,
     message_to_dict,
 )
-from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME, NEK_HAN_FIELD_OBIS_LIST_VER_ID
+from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME
 
 __all__ = ["DECODERS", "MAX_SHAPES", "AutoDecoder", "MeterItem"]
 
@@ -66,6 +64,15 @@ def _getter(indices: List[int]) -> Callable[[_Fields], _Fields]:
     return itemgetter(*indices)
 
 
+def _same(found: Optional[Dict[str, ItemValue]], full: Dict[str, ItemValue]) -> bool:
+    """Tell whether two dictionaries are the same: keys in the same order, equal values of the same types."""
+    return (
+        found is not None
+        and list(found.items()) == list(full.items())
+        and all(type(found[key]) is type(value) for key, value in full.items())
+    )
+
+
 def _mask_of(size: int, spans: List[Tuple[int, int]]) -> int:
     """Return the mask (one integer) of a message of size bytes with the (offset, size) spans zeroed."""
     mask = bytearray(b"\xff" * size)
@@ -79,9 +86,7 @@ class _Text(NamedTuple):
 
     key: str
     tag_offset: int
-    code: bytes
-    maker: Optional[str]  # a list id's manufacturer (its prefix decides the decoder); None for other texts
-    values: Dict[bytes, ItemValue]  # raw bytes -> item value, as the full decoder gave it
+    values: Dict[bytes, ItemValue]  # raw bytes -> item value, as the full decoder gave it in this layout
 
 
 class _Shape:
@@ -91,9 +96,10 @@ class _Shape:
     meter type: same length, any content), a clock item's date-time, the header date-time in use or the
     invoke id belongs to the skeleton, which must equal the remembered one byte for byte (checked at once:
     the message as one integer, masked); the dictionary is then the remembered one with the new values put
-    in.  Text the remembered message held is the common case (one meter) and costs nothing; other text is
-    decoded by the full decoder's functions once and remembered.  Anything unusual (a date-time that is no
-    instant, a list id naming another maker, a different skeleton) returns None and the full decoder runs.
+    in.  Text the remembered message held is the common case (one meter) and costs nothing; other text
+    (another meter) goes through the full decoder once and is remembered when the shape then gives exactly
+    what the full decoder gave (learn_texts).  Anything unusual (a date-time that is no instant, text not
+    checked so, a different skeleton) returns None and the full decoder runs.
     """
 
     __slots__ = (
@@ -112,11 +118,13 @@ class _Shape:
         "_texts",
         "_unpack",
         "name",
+        "signature",
     )
 
     def __init__(self, name: str, content: bytes, message: DecodedMessage, trace: Trace) -> None:
         """Lay out the shape of a message the full decoder decoded; raise ValueError if it has none."""
         self.name = name
+        self.signature: _Signature = (name, len(content), tuple(trace))
         template = message_to_dict(message)
         values: List[Tuple[int, int, str, str, Any]] = []  # (offset, size, format, key, scaler or "clock")
         texts: List[_Text] = []
@@ -135,10 +143,8 @@ class _Shape:
             elif tag == 0x09 and content[position + 1] == 12 and code in CLOCK_CODES and key in keys:
                 values.append((position + 2, 12, "12s", key, "clock"))
             elif tag in _TEXT_TAGS and field.kind == TEXT_KIND and content[position + 1] < 0x80:
-                value = template[key]
-                maker = list_id_manufacturer(str(value)) if key == NEK_HAN_FIELD_OBIS_LIST_VER_ID else None
                 raw = content[position + 2 : position + 2 + content[position + 1]]
-                texts.append(_Text(key, position, code, maker, {raw: value}))
+                texts.append(_Text(key, position, {raw: template[key]}))
         header = read_notification_header(content)
         invoke = apdu_offset(content) + 1
         values.append((invoke, 4, "4x", "", None))
@@ -226,23 +232,33 @@ class _Shape:
         return result
 
     def _put_texts(self, content: bytes, result: Dict[str, ItemValue]) -> bool:
-        """Put the text values in result as the full decoder reads them; False if one changes the decoder."""
+        """Put the text values in result; False when one was never checked against the full decoder."""
         for text in self._texts:
-            length = content[text.tag_offset + 1]
-            raw = content[text.tag_offset + 2 : text.tag_offset + 2 + length]
-            value = text.values.get(raw)
+            offset = text.tag_offset
+            value = text.values.get(content[offset + 2 : offset + 2 + content[offset + 1]])
             if value is None:
-                value = item_value(text.code, read_data(content, text.tag_offset)[0])
-                if value is None or (
-                    text.key == NEK_HAN_FIELD_OBIS_LIST_VER_ID
-                    and list_id_manufacturer(str(value)) != text.maker
-                ):
-                    return False  # a list id naming another maker (or none): the full path decides
-                if len(text.values) >= _MAX_TEXTS:
-                    text.values.clear()
-                text.values[raw] = value
+                return False
             result[text.key] = value
         return True
+
+    def learn_texts(self, content: bytes, full: Dict[str, ItemValue]) -> None:
+        """Remember the new text values of content when this shape then gives full (the full decoder's).
+
+        A text can change how a decoder reads the rest (a list id naming another maker, a Kamstrup meter
+        type of a current-transformer meter): such a text is never remembered in this layout's shape.
+        """
+        added = []
+        for text in self._texts:
+            offset = text.tag_offset
+            raw = content[offset + 2 : offset + 2 + content[offset + 1]]
+            if raw not in text.values and text.key in full:
+                if len(text.values) >= _MAX_TEXTS:
+                    text.values.clear()
+                text.values[raw] = full[text.key]
+                added.append((text, raw))
+        if added and not _same(self.decode(content, int.from_bytes(content, "big")), full):
+            for text, raw in added:
+                text.values.pop(raw, None)
 
 
 def _candidates(frame_content: bytes) -> tuple[str, ...]:
@@ -436,8 +452,16 @@ class AutoDecoder:
             shapes.insert(0, shape)
 
     def _learn(self, name: str, content: bytes, message: DecodedMessage, trace: Trace) -> None:
-        """Note a fully decoded message's skeleton; on its second sighting make it a shape."""
+        """Note a fully decoded message's skeleton; on its second sighting make it a shape.
+
+        A message of a layout that has a shape but text it has not seen (another meter) teaches the shape
+        that text, when the shape then gives what the full decoder gave.
+        """
         signature = (name, len(content), tuple(trace))
+        for shape in self._shapes.get(len(content), ()):
+            if shape.signature == signature:
+                shape.learn_texts(content, message_to_dict(message))
+                return
         sightings = self._sightings
         takes_shape = sightings.pop(signature, None)
         if takes_shape is None:  # first sighting

@@ -412,21 +412,13 @@ def message_to_dict(message: DecodedMessage) -> Dict[str, ItemValue]:
     return result
 
 
-def list_id_manufacturer(list_id: str) -> str | None:
-    """Name the manufacturer a list id's prefix tells (AIDON..., KFM..., Kamstrup...), or None."""
-    for prefix, manufacturer in _LIST_ID_MANUFACTURERS:
-        if list_id.startswith(prefix):
-            return manufacturer
-    return None
-
-
 def manufacturer_of(items: List[MeterItem]) -> str | None:
     """Name the manufacturer from the list id or the logical device name's FLAG id, when either tells."""
     for item in items:
         if item.name == NEK_HAN_FIELD_OBIS_LIST_VER_ID and isinstance(item.value, str):
-            found = list_id_manufacturer(item.value)
-            if found is not None:
-                return found
+            for prefix, manufacturer in _LIST_ID_MANUFACTURERS:
+                if item.value.startswith(prefix):
+                    return manufacturer
         elif item.obis == _LOGICAL_DEVICE_NAME and isinstance(item.value, str):
             found = _FLAG_MANUFACTURERS.get(item.value[:3])
             if found is not None:

@@ -374,8 +374,7 @@ def same_shape_variants(draw: st.DrawFn) -> Tuple[bytes, bytes, bool]:
             size = content[position + 1]
             old = content[position + 2 : position + 2 + size]
             variant[position + 2 : position + 2 + size] = draw(same_length_text(old))
-            if field_of(code).name == NEK_HAN_FIELD_OBIS_LIST_VER_ID:
-                values_only = False  # a list id naming another maker (or none) goes down the full path
+            values_only = False  # new text goes through the full decoder once (another meter), then the shape
     header = read_notification_header(content)
     if header.date_time_offset >= 0 and draw(st.booleans()):
         offset = header.date_time_offset
@@ -431,16 +430,18 @@ def test_shape_cache_gives_the_full_decoders_dictionary(case: Tuple[bytes, bytes
         assert decoder.decode_frame_content(original) is not None
         assert twin.decode_message(original) is not None
     hits = decoder.shape_cache_hits
-    cached = decoder.decode_frame_content(variant)
     message = twin.decode_message(variant)
     full = None if message is None else message_to_dict(message)
-    assert cached == full
-    if full is not None:
-        assert cached is not None and list(cached) == list(full)  # same keys in the same order
-        for key, value in full.items():
-            assert type(cached[key]) is type(value)
-    if values_only:
-        assert decoder.shape_cache_hits == hits + 1
+    for _ in range(2):  # the second time, new text (another meter) the shape has learnt is read through it
+        cached = decoder.decode_frame_content(variant)
+        assert cached == full
+        if full is not None:
+            assert cached is not None and list(cached) == list(full)  # same keys in the same order
+            for key, value in full.items():
+                assert type(cached[key]) is type(value)
+        if values_only:
+            assert decoder.shape_cache_hits == hits + 1
+            values_only = False
 
 
 @SETTINGS
