@@ -65,6 +65,7 @@ class MeterReader:
         self._hdlc_reader = HdlcFrameReader()
         self._hdlc = HdlcMessageAssembler(is_whole_apdu)
         self._blocks = BlockTransferAssembler()
+        self._block_addresses = b""  # the HDLC addresses of the meter whose blocks are being joined
         self._mbus = MbusMessageAssembler()
         # The transports found in the bytes outside HDLC frames (a P1 telegram splitter goes here too).
         transports = [_Transport(MbusFramer(), self._mbus_message, self._mbus_damaged)]
@@ -112,15 +113,17 @@ class MeterReader:
             if not content:
                 if item.is_valid:
                     valid += 1
-                else:
+                else:  # noise or a lost block: block numbers tell a lost block when the next one comes
                     stats.invalid_frames += 1
-                    blocks.drop("a damaged HDLC frame arrived")
                 continue
             valid += 1
             if blocks.pending or b"\xe0" in content[:4]:  # a general-block-transfer block, maybe
-                content = blocks.add(content)
-                if not content:
-                    continue
+                addresses = item.frame_data[2 : item.control_position]
+                if not blocks.pending or addresses == self._block_addresses:  # else another meter's message
+                    self._block_addresses = addresses
+                    content = blocks.add(content)
+                    if not content:
+                        continue
             messages += 1
             decoded = decode(content)
             if decoded is not None:
@@ -155,8 +158,7 @@ class MeterReader:
         return self._mbus.add(parse_frame(data))
 
     def _mbus_damaged(self, data: bytes) -> None:
-        """Drop the segmented message a damaged M-Bus frame belonged to."""
-        self._mbus.drop("a damaged M-Bus frame arrived")
+        """Ignore a damaged M-Bus frame: line noise, or a lost segment its successor's number will tell."""
 
     def _apdu_damaged(self, data: bytes) -> None:
         """Let the decoder count (and name the system title of) a bare APDU whose tag failed."""

@@ -1,5 +1,6 @@
-"""HDLC-segmented messages on noisy lines: noise between segments costs nothing, a lost segment costs its
-message only, and a spliced message never comes out (issue 15, part 2).
+"""Segmented messages on noisy lines: noise between segments costs nothing, a lost segment costs its message
+only, and a spliced message never comes out (issue 15, part 2) -- HDLC segments through the assembler, the
+content protocol and MeterReader; DLMS block transfer and M-Bus segments through MeterReader.
 
 Streams are built from real corpus messages split into 2-6 segments (``build_frame``), with bursts of every
 kind of line noise between the segments: random bytes, flag runs, frame-like fragments (a flag and a
@@ -14,6 +15,7 @@ from typing import Any, Dict, List, Tuple
 
 from _hdlc_builder import build_frame
 from _support import corpus_frames
+from _transport_encoder import block_transfer, mbus
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -279,3 +281,95 @@ def test_no_segmented_message_is_lost_on_seeded_noisy_streams() -> None:
     lost, sent = loss_on_noisy_streams()
     assert sent >= 550
     assert lost == 0, f"{lost} of {sent} segmented messages lost to noise between segments"
+
+
+# --- the same through MeterReader for DLMS block transfer and M-Bus segments --------------------------------
+
+
+def block_frames(apdu: bytes, count: int) -> List[bytes]:
+    """The APDU in 2 to count general-block-transfer blocks, one HDLC frame each (_transport_encoder)."""
+    stream = block_transfer(apdu, max(-(-len(apdu) // count), MIN_SEGMENT))
+    return [b"\x7e" + frame.frame_data + b"\x7e" for frame in HdlcFrameReader().read(stream)]
+
+
+def mbus_frames(apdu: bytes, count: int) -> List[bytes]:
+    """The APDU in 2 to count M-Bus long frames (CI segments), each frame on its own."""
+    stream = mbus(apdu, min(max(-(-len(apdu) // count), MIN_SEGMENT), 240))  # L not wrapped
+    frames = []
+    while stream:
+        size = stream[1] + 6  # 68 L L 68 ... CS 16
+        frames.append(stream[:size])
+        stream = stream[size:]
+    return frames
+
+
+TRANSPORTS = {"block transfer": block_frames, "M-Bus": mbus_frames}
+PAD = bytes(8192)  # lets every length a header in the noise claims be reached at the end of a stream
+
+
+@st.composite
+def transport_stream(
+    draw: st.DrawFn,
+) -> Tuple[List[List[bytes]], List[Tuple[bytes, List[bytes]]], List[bytes]]:
+    """APDUs of 2-6 blocks or M-Bus segments with noise bursts between all frames, a closing one-frame APDU.
+
+    Returns (frames per APDU, noise bursts, every message MeterReader must decode, in order); the APDUs are
+    the information of each frame list's message.
+    """
+    split = TRANSPORTS[draw(st.sampled_from(sorted(TRANSPORTS)))]
+    apdus = [message[3:] for message in draw(st.lists(st.sampled_from(LONG), min_size=1, max_size=3))]
+    messages = [split(apdu, draw(st.integers(2, 6))) for apdu in apdus]
+    closing = draw(st.sampled_from(SHORT))[3:]
+    messages.append(split(closing, 1))
+    apdus.append(closing)
+    count = sum(len(frames) for frames in messages) + 1
+    bursts = draw(st.lists(noise(), min_size=count, max_size=count))
+    expected: List[bytes] = []
+    index = 0
+    for apdu, frames in zip(apdus, messages):
+        for _ in frames:
+            expected += bursts[index][1]
+            index += 1
+        expected.append(apdu)
+    expected += bursts[index][1]
+    return messages, bursts, expected
+
+
+def decoded(messages: List[bytes]) -> List[Any]:
+    return [AutoDecoder().decode_frame_content(message) for message in messages]
+
+
+@SETTINGS
+@given(transport_stream(), st.integers(1, 600))
+def test_noise_between_blocks_or_mbus_segments_loses_no_message(
+    case: Tuple[List[List[bytes]], List[Tuple[bytes, List[bytes]]], List[bytes]], chunk: int
+) -> None:
+    messages, bursts, expected = case
+    stream = stream_of(messages, bursts) + PAD
+    read = MeterReader().read
+    got = [d for start in range(0, len(stream), chunk) for d in read(stream[start : start + chunk])]
+    assert got == decoded(expected)
+
+
+@SETTINGS
+@given(transport_stream(), st.data())
+def test_a_lost_or_damaged_block_or_mbus_segment_costs_its_message_only(
+    case: Tuple[List[List[bytes]], List[Tuple[bytes, List[bytes]]], List[bytes]], data: Any
+) -> None:
+    messages, bursts, expected = case
+    victim = data.draw(st.integers(0, len(messages) - 2))  # not the closing one-frame message
+    frames = list(messages[victim])
+    position = data.draw(st.integers(0, len(frames) - 1))
+    if data.draw(st.booleans()):
+        frames[position] = b""
+    else:
+        frame = bytearray(frames[position])
+        frame[data.draw(st.integers(1, len(frame) - 2))] ^= 1 << data.draw(st.integers(0, 7))
+        frames[position] = bytes(frame)
+    stream = stream_of([*messages[:victim], frames, *messages[victim + 1 :]], bursts) + PAD
+    others = [message for burst in bursts for message in burst[1]]  # other meters' whole messages
+    lost = [message for message in expected if message not in others][victim]
+    assume(expected.count(lost) == 1)
+    expected_out = list(expected)
+    expected_out.remove(lost)
+    assert MeterReader().read(stream) == decoded(expected_out)
