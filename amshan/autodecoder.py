@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections import OrderedDict
+from itertools import count
 from operator import itemgetter
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
 
@@ -119,12 +120,14 @@ class _Shape:
         "_unpack",
         "name",
         "signature",
+        "used",
     )
 
     def __init__(self, name: str, content: bytes, message: DecodedMessage, trace: Trace) -> None:
         """Lay out the shape of a message the full decoder decoded; raise ValueError if it has none."""
         self.name = name
         self.signature: _Signature = (name, len(content), tuple(trace))
+        self.used = 0  # the AutoDecoder's clock tick of the last use (least recently used out)
         template = message_to_dict(message)
         values: List[Tuple[int, int, str, str, Any]] = []  # (offset, size, format, key, scaler or "clock")
         texts: List[_Text] = []
@@ -319,9 +322,9 @@ class AutoDecoder:
         self._warnings = LogLimiter()
         self._decipherer = Decipherer(encryption_key, authentication_key)
         self._max_shapes = max(0, max_shapes)
-        self._shapes: OrderedDict[int, List[_Shape]] = OrderedDict()  # by message length, least recent first
+        self._shapes: Dict[int, List[_Shape]] = {}  # by message length, the most recently used first
+        self._clock = count()  # ticks of use: the least recently used shape has the smallest
         self._shape_count = 0
-        self._recent_length = -1
         self._sightings: OrderedDict[_Signature, bool] = OrderedDict()  # seen once; False: takes no shape
         self.shape_cache_hits = 0
 
@@ -416,8 +419,7 @@ class AutoDecoder:
         and a skeleton the full decoder has now seen twice becomes a shape.
         """
         try:
-            length = len(frame_content)
-            shapes = self._shapes.get(length)
+            shapes = self._shapes.get(len(frame_content))
         except TypeError:  # not bytes at all: the full path logs it and gives None
             shapes = None
         if shapes is not None:
@@ -426,7 +428,12 @@ class AutoDecoder:
                 for shape in shapes:
                     result = shape.decode(frame_content, whole)
                     if result is not None:
-                        self._hit(length, shapes, shape)
+                        self._previous = shape.name
+                        self.shape_cache_hits += 1
+                        shape.used = next(self._clock)
+                        if shapes[0] is not shape:
+                            shapes.remove(shape)
+                            shapes.insert(0, shape)
                         return result
             except Exception:  # not a bytes-like object, or a bug: the full path decides
                 _LOGGER.debug("shape cache failed on %r", frame_content, exc_info=True)
@@ -439,17 +446,6 @@ class AutoDecoder:
         if trace is not None and self._previous is not None:
             self._learn(self._previous, bytes(frame_content), message, trace)
         return message_to_dict(message)
-
-    def _hit(self, length: int, shapes: List[_Shape], shape: _Shape) -> None:
-        """Count a shape cache hit and make its shape the most recently used."""
-        self._previous = shape.name
-        self.shape_cache_hits += 1
-        if length != self._recent_length:
-            self._shapes.move_to_end(length)
-            self._recent_length = length
-        if shapes[0] is not shape:
-            shapes.remove(shape)
-            shapes.insert(0, shape)
 
     def _learn(self, name: str, content: bytes, message: DecodedMessage, trace: Trace) -> None:
         """Note a fully decoded message's skeleton; on its second sighting make it a shape.
@@ -477,20 +473,22 @@ class AutoDecoder:
         except Exception:  # a layout the cache does not take (e.g. a key twice): full path only
             sightings[signature] = False
             return
+        shape.used = next(self._clock)
         shapes = self._shapes.setdefault(len(content), [])
         shapes.insert(0, shape)
-        self._shapes.move_to_end(len(content))
-        self._recent_length = len(content)
         self._shape_count += 1
         if len(shapes) > _MAX_SHAPES_PER_LENGTH:
             shapes.pop()
             self._shape_count -= 1
-        while self._shape_count > self._max_shapes:
-            oldest_length, oldest = next(iter(self._shapes.items()))
-            oldest.pop()
+        if self._shape_count > self._max_shapes:  # the least recently used shape goes
+            length, oldest = min(
+                ((length, shapes[-1]) for length, shapes in self._shapes.items()),
+                key=lambda pair: pair[1].used,
+            )
+            self._shapes[length].remove(oldest)
             self._shape_count -= 1
-            if not oldest:
-                del self._shapes[oldest_length]
+            if not self._shapes[length]:
+                del self._shapes[length]
 
     def _warn(self, message: str, detail: str) -> None:
         """Log a rate-limited warning about frame content that garbage input can trigger."""
