@@ -4,6 +4,8 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
+WEB = ["aiohttp>=3.9", "prometheus-client>=0.17"]  # amshan serve: the page, the JSON API, /metrics
+
 setup(
     name="amshan",
     version="2.0.0",
@@ -16,11 +18,20 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["amshan", "amshan.*"]),
-    package_data={"amshan": ["py.typed", "data/*"]},
+    package_data={"amshan": ["py.typed", "data/*"], "amshan.web": ["static/*"]},
     install_requires=["crcmod-plus>=2.0", "cryptography>=3.4", "pyserial>=3.4", "pyserial-asyncio>=0.6"],
     extras_require={
-        "test": ["pytest>=7", "pytest-asyncio>=0.21", "hypothesis>=6"],
-        "dev": ["ruff", "mypy", "types-pyserial"],
+        "mqtt": ["aiomqtt>=2.0"],
+        "web": WEB,
+        "test": [
+            "pytest>=7",
+            "pytest-asyncio>=0.21",
+            "hypothesis>=6",
+            "aiomqtt>=2.0",
+            "selenium>=4.11",
+            *WEB,
+        ],
+        "dev": ["ruff", "mypy", "types-pyserial", *WEB],
         "fuzz": ["atheris>=2"],
     },
     entry_points={"console_scripts": ["amshan=amshan.cli:main"]},

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench.py          # the sizes: 10 MB streams, 200 MB random, ...
     .venv/bin/python benchmarks/bench.py --quick  # smaller sizes, about a minute
+    .venv/bin/python benchmarks/bench.py --mqtt-only  # only the MQTT row (a local mosquitto)
 
 Inputs are real frames from ../shared/corpus (Aidon NO list 3, Kaifa NO list 3, Kamstrup NO list 2, the
 Swedish Aidon 27-item list, and Aidon lists 1-3 interleaved).  Each frame is varied into several messages of
@@ -731,7 +732,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     parser.add_argument("--only", choices=["ours", "old", "floor"], action="append", help="run only these")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    parser.add_argument("--mqtt-only", action="store_true", help="run only the MQTT row (needs mosquitto)")
     args = parser.parse_args()
+    from _mqtt_bench import print_mqtt, run_mqtt
+
+    mqtt_messages, mqtt_rounds = (5_000, 3) if args.quick else (10_000, 5)
+    if args.mqtt_only:
+        print_mqtt(run_mqtt(mqtt_messages, mqtt_rounds))
+        return
     cfg = dict(QUICK if args.quick else FULL)
     meters = load_meters()
     impls = args.only or ["ours", "old", "floor"]
@@ -774,6 +782,8 @@ def main() -> None:
                 impl, {**base, "task": "big_read", "big_bytes": cfg["big_bytes"], "runs": cfg["big_runs"]}
             )
     verdicts = report(results, cfg, meters)
+    results["mqtt"] = run_mqtt(mqtt_messages, mqtt_rounds)
+    print_mqtt(results["mqtt"])
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
     if args.json:
         args.json.write_text(

@@ -152,6 +152,14 @@ def scaler_unit(scaler: int, unit: int) -> bytes:
     return structure([integer(scaler), enum(unit)])
 
 
+def register(code: str, value: bytes, scaler: int | None = None, unit: int | None = None) -> bytes:
+    """One item of an OBIS list: code and value, and scaler and unit when both are given."""
+    elements = [obis(code), value]
+    if scaler is not None and unit is not None:
+        elements.append(scaler_unit(scaler, unit))
+    return structure(elements)
+
+
 def notification(
     body: bytes,
     *,

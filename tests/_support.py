@@ -18,6 +18,9 @@ INSTALL_HINT = {
     "socat": "apt-get install socat",
     "ser2net": "apt-get install ser2net",
     "influxd": "apt-get install influxdb",
+    "mosquitto": "apt-get install mosquitto",
+    "mosquitto_passwd": "apt-get install mosquitto",
+    "openssl": "apt-get install openssl",
 }
 
 

@@ -18,11 +18,7 @@ from amshan.cosem import CommonDataTypes, PhysicalUnits, apply_scaler, unit_symb
 W, VAR, WH, A, V = 27, 29, 30, 33, 35
 
 
-def register(code: str, value: bytes, scaler: int | None = None, unit: int | None = None) -> bytes:
-    elements = [enc.obis(code), value]
-    if scaler is not None and unit is not None:
-        elements.append(enc.scaler_unit(scaler, unit))
-    return enc.structure(elements)
+register = enc.register
 
 
 def vector(vector_id: str) -> dict[str, Any]:

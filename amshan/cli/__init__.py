@@ -1,8 +1,10 @@
-"""The ``amshan`` command: read a meter (serial, TCP, file, stdin), print it, or forward it to InfluxDB.
+"""The ``amshan`` command: read a meter (serial, TCP, MQTT, file, stdin), print it, or forward it on.
 
 Subcommands: ``read`` (print each message as JSON, as OBIS items, or each HDLC frame), ``forward-influxdb``,
-``demo`` (a simulated meter read through the real TCP connection and ConnectionManager) and ``simulate``
-(the simulated meter alone). Run ``amshan --help`` or ``amshan COMMAND --help``. Each command is a module of
+``forward-mqtt`` (with Home Assistant discovery), ``probe`` (find a serial port's settings),
+``demo`` (a simulated meter read through the real TCP connection and ConnectionManager), ``simulate``
+(the simulated meter alone) and ``serve`` (a live web page, JSON API and Prometheus metrics). Run
+``amshan --help`` or ``amshan COMMAND --help``. Each command is a module of
 this package; ``sources`` opens sources and sinks, ``formats`` prints, ``options`` holds what they share.
 """
 
@@ -18,15 +20,17 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, Callable, Optional, TextIO
 
 from amshan import __version__
-from amshan.cli import demo, forward_influxdb, probe, read, simulate
+from amshan.cli import demo, forward_influxdb, forward_mqtt, probe, read, serve, simulate
 from amshan.cli.demo import DEFAULT_DEMO_DURATION, DEFAULT_DEMO_INTERVAL
 from amshan.cli.formats import Sink, describe_frame
 from amshan.cli.options import (
     DEFAULT_IDLE_TIMEOUT,
+    EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     SERIAL_HELP,
+    MqttUnavailable,
     Parser,
     UsageError,
     epilog,
@@ -53,9 +57,11 @@ _Command = Callable[[argparse.Namespace, TextIO, TextIO], Coroutine[Any, Any, in
 _COMMANDS: dict[str, _Command] = {
     "read": read.run,
     "forward-influxdb": forward_influxdb.run,
+    "forward-mqtt": forward_mqtt.run,
     "demo": demo.run,
     "simulate": simulate.run,
     "probe": probe.run,
+    "serve": serve.run,
 }
 
 
@@ -70,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"amshan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for command in (read, forward_influxdb, probe, demo, simulate):
+    for command in (read, forward_influxdb, forward_mqtt, probe, demo, simulate, serve):
         command.add_parser(commands)
     return parser
 
@@ -101,6 +107,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as error:
         sys.stderr.write(f"amshan: {error}\n")
         return EXIT_USAGE
+    except MqttUnavailable as error:  # no extra, login refused, broker unreachable: say so in one line
+        sys.stderr.write(f"amshan: {error}\n")
+        return EXIT_FAILURE
     except KeyboardInterrupt:  # Ctrl-C where no command handles it (probe, or between reading and draining)
         sys.stderr.write("amshan: interrupted\n")
         return EXIT_INTERRUPTED

@@ -1,4 +1,7 @@
-"""``amshan demo``: a simulated meter read through the real TCP connection and ConnectionManager."""
+"""``amshan demo``: a simulated meter read through the real TCP connection and ConnectionManager.
+
+With ``--serve`` the simulated meters are shown on ``amshan serve``'s live web page instead of printed.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any, TextIO
 from amshan.cli.formats import FORMATS, Sink
 from amshan.cli.options import DEFAULT_IDLE_TIMEOUT, EXIT_FAILURE, EXIT_OK, add_common, epilog, positive_float
 from amshan.cli.read import run_pipeline
+from amshan.cli.serve import add_web_options, serve_source
 from amshan.cli.sources import parse_source
 from amshan.simulator import MeterSimulator, bundled_frames
 
@@ -26,7 +30,9 @@ def add_parser(commands: Any) -> None:
     )
     demo.add_argument("--format", choices=FORMATS, default="obis", help="output format (default obis)")
     demo.add_argument(
-        "--duration", type=positive_float, default=DEFAULT_DEMO_DURATION, help="seconds to run (default 6)"
+        "--duration",
+        type=positive_float,
+        help=f"seconds to run (default {DEFAULT_DEMO_DURATION:g}; with --serve: until Ctrl-C)",
     )
     demo.add_argument(
         "--interval",
@@ -34,6 +40,12 @@ def add_parser(commands: Any) -> None:
         default=DEFAULT_DEMO_INTERVAL,
         help="seconds between frames (default 0.5)",
     )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="show the simulated meters on the live web page of amshan serve (open the address it prints)",
+    )
+    add_web_options(demo)
     add_common(demo)
 
 
@@ -45,8 +57,12 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         stderr.write(
             f"amshan demo: a simulated meter on {address} replays {len(frames)} real frames"
             f" (Aidon, Kaifa, Kamstrup) every {args.interval:g} s;\n"
-            f"amshan demo: reading it for {args.duration:g} s with: amshan read {address}"
-            f" --format {args.format}\n"
+            + (
+                f"amshan demo: serving its page with: amshan serve {address} --port {args.port}\n"
+                if args.serve
+                else f"amshan demo: reading it for {args.duration or DEFAULT_DEMO_DURATION:g} s with:"
+                f" amshan read {address} --format {args.format}\n"
+            )
         )
         stderr.flush()
         args.source = address
@@ -57,6 +73,10 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         args.idle_timeout = DEFAULT_IDLE_TIMEOUT
         args.drop = "newest"
         args.save = None
+        if args.serve:
+            return await serve_source(parse_source(address), args, stdout, stderr)
+        if args.duration is None:
+            args.duration = DEFAULT_DEMO_DURATION
         sink = Sink(args.format, stdout=stdout, stderr=stderr, flush_each=True)
         await run_pipeline(parse_source(address), args, sink, None, stderr)
     stderr.write(f"amshan demo: {sink.decoded} messages decoded from {sink.messages} received\n")

@@ -19,7 +19,8 @@ _CIPHERED = dict(zip(CIPHERING_TAGS, ("general-glo-ciphering", "general-ded-ciph
 _GENERAL_CIPHERING = 0xDD
 _BLOCK_TRANSFER = 0xE0
 _HEX_TEXT = re.compile(rb"^[0-9A-Fa-f\s#:x-]*$")
-_P1_TELEGRAM = re.compile(rb"/[A-Za-z]{3}\d.*?\r?\n.*?![0-9A-Fa-f]{0,4}", re.DOTALL)
+# a P1 telegram: identification line, then lines of printable text up to "!" (random bytes never match)
+_P1_TELEGRAM = re.compile(rb"/[A-Za-z]{3}\d[\x02 -~]*\r?\n(?:[ -~]*\r?\n)*?![0-9A-Fa-f]{0,4}")
 _MBUS_LONG_FRAME = re.compile(rb"\x68(.)\1\x68", re.DOTALL)
 
 

@@ -7,7 +7,7 @@ import json
 import time
 from datetime import date, datetime
 from datetime import time as datetime_time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder, MeterItem
@@ -17,6 +17,9 @@ from amshan.hdlc import HdlcFrame, HdlcMessageAssembler
 from amshan.influxdb import InfluxDbWriter, PointMaker
 from amshan.items import message_to_dict
 from amshan.obis_map import NEK_HAN_FIELD_METER_DATETIME
+
+if TYPE_CHECKING:
+    from amshan.mqtt import MqttPublisher
 
 FORMATS = ("json", "obis", "frames")
 
@@ -91,20 +94,20 @@ class Complaints:
         """Return one line counting the problems by kind (and how many were not shown), or "" if none."""
         if not self.count:
             return ""
-        kinds = ", ".join(_counted(count, kind) for kind, count in self.kinds.items())
+        kinds = ", ".join(counted(count, kind) for kind, count in self.kinds.items())
         hidden = self.count - self.shown
-        return f"{_counted(self.count, 'problems')}: {kinds}" + (
+        return f"{counted(self.count, 'problems')}: {kinds}" + (
             f" ({hidden} not shown above)" if hidden else ""
         )
 
 
-def _counted(count: int, plural: str) -> str:
+def counted(count: int, plural: str) -> str:
     """Return "1 invalid frame" or "3 invalid frames" from the plural words."""
     return f"{count} {plural[:-1] if count == 1 else plural}"
 
 
 class Sink:
-    """Where frames and messages go: stdout in the chosen format, and/or an InfluxDB writer."""
+    """Where frames and messages go: stdout in the chosen format, and/or InfluxDB, and/or MQTT."""
 
     def __init__(
         self,
@@ -114,6 +117,7 @@ class Sink:
         stderr: TextIO,
         writer: InfluxDbWriter | None = None,
         point_maker: PointMaker | None = None,
+        publisher: MqttPublisher | None = None,
         flush_each: bool = False,
         limit: int | None = None,
         stamp_received: bool = False,
@@ -126,6 +130,7 @@ class Sink:
         self._stdout = stdout
         self._writer = writer
         self._point_maker = point_maker
+        self._publisher = publisher
         self._flush_each = flush_each
         self._limit = limit
         self._stamp_received = stamp_received
@@ -144,6 +149,16 @@ class Sink:
         return self.frames > self.invalid_frames if self.wants_frames else self.decoded > 0
 
     @property
+    def backlogged(self) -> bool:
+        """Return True when the MQTT publisher has a backlog a recorded source should wait for."""
+        return self._publisher is not None and self._publisher.backlogged
+
+    async def drained(self) -> None:
+        """Wait until the MQTT publisher's backlog is gone (pacing a capture to the broker)."""
+        if self._publisher is not None:
+            await self._publisher.drained()
+
+    @property
     def wants_frames(self) -> bool:
         """Return True when every frame (valid or not) is printed rather than the messages."""
         return self.output_format == "frames"
@@ -155,7 +170,7 @@ class Sink:
             self.invalid_frames += 1
         if self.wants_frames:
             self._emit(f"frame {self.frames}: {describe_frame(frame)}")
-            if self._writer is None:
+            if self._writer is None and self._publisher is None:
                 return
         elif not frame.is_valid:
             self.complaints.report(
@@ -173,7 +188,7 @@ class Sink:
             decoded = self._decoder.decode_message(content)
             if decoded is not None:
                 items, dictionary = decoded.items, message_to_dict(decoded)
-        elif self.output_format == "json" or self._writer is not None:
+        elif self.output_format == "json" or self._writer is not None or self._publisher is not None:
             dictionary = self._decoder.decode_frame_content(content)
         if (dictionary if items is None else items) is None:
             kind, reason = undecodable_reason(content)
@@ -187,19 +202,37 @@ class Sink:
         if items is not None:
             self._emit(self._obis_block(items, dictionary))
         elif dictionary is not None and self.output_format == "json":
-            shown: dict[str, Any] = dictionary
-            if self._stamp_received:
-                shown = {
-                    **dictionary,
-                    "received": datetime.now().astimezone().isoformat(timespec="milliseconds"),
-                }
-            self._emit(json.dumps(shown, default=_text, ensure_ascii=False))
-        if dictionary is not None and self._writer is not None and self._point_maker is not None:
+            self._emit_json(dictionary)
+        if dictionary is not None:
+            self._forward(dictionary)
+        if self.output_format == "none":
+            self._count()
+
+    def dictionary(self, stream: str, dictionary: dict[str, Any]) -> None:
+        """Take one message that a stream's own reader decoded (the MQTT source: a stream per topic)."""
+        self.messages += 1
+        self.decoded += 1
+        if self.output_format == "json":
+            self._emit_json(dictionary)
+        self._forward(dictionary, stream)
+        if self.output_format == "none":
+            self._count()
+
+    def _emit_json(self, dictionary: dict[str, Any]) -> None:
+        """Print a message as one JSON line, stamped with the time it was received when the source is live."""
+        shown = dictionary
+        if self._stamp_received:
+            shown = {**dictionary, "received": datetime.now().astimezone().isoformat(timespec="milliseconds")}
+        self._emit(json.dumps(shown, default=_text, ensure_ascii=False))
+
+    def _forward(self, dictionary: dict[str, Any], stream: str = "") -> None:
+        """Hand a decoded message to InfluxDB and MQTT, when they are on."""
+        if self._writer is not None and self._point_maker is not None:
             point = self._point_maker.make(dictionary)
             if point is not None:
                 self._writer.add(point)
-        if self.output_format == "none":
-            self._count()
+        if self._publisher is not None:
+            self._publisher.add(dictionary, stream)
 
     def _obis_block(self, items: list[MeterItem], dictionary: dict[str, Any] | None) -> str:
         """Return one message as aligned lines: OBIS code, field name, value and unit of every item."""

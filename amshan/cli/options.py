@@ -10,6 +10,8 @@ from typing import Any, Callable, NoReturn, TypeVar
 
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
 from amshan.meter_connection import DROP_POLICIES
+from amshan.mqtt_core import DEFAULT_DISCOVERY_PREFIX, DEFAULT_TOPIC_PREFIX
+from amshan.mqtt_core import DEFAULT_MAX_BUFFER as DEFAULT_MQTT_MAX_BUFFER
 
 _N = TypeVar("_N", int, float)
 
@@ -25,11 +27,12 @@ SERIAL_HELP = "Aidon and Kaifa send 2400 baud 8E1 (--parity E); Kamstrup sends 2
 EXIT_STATUS_HELP = """exit status:
   0    done: something was decoded (or served, or found)
   1    nothing decoded from a file or stdin; a live source never connected, or
-       sent nothing decodable; InfluxDB points not written; a port that cannot
-       be listened on; probe found no working setting
+       sent nothing decodable; InfluxDB points or MQTT messages not sent; an
+       MQTT broker that cannot be used; a port that cannot be listened on;
+       probe found no working setting
   2    usage error: bad arguments, a missing file, an invalid port or host
        (reported before anything starts)
-  130  interrupted: a second Ctrl-C abandoned points not yet written"""
+  130  interrupted: a second Ctrl-C abandoned points or messages not yet sent"""
 
 
 def epilog(*paragraphs: str) -> str:
@@ -65,6 +68,10 @@ class Parser(argparse.ArgumentParser):
 
 class UsageError(Exception):
     """A command line that cannot work (bad source, option combination); reported without a traceback."""
+
+
+class MqttUnavailable(Exception):
+    """MQTT cannot be used: the extra is missing, or the broker refused the login or is unreachable."""
 
 
 def check_host(host: str, port: int, where: str) -> None:
@@ -119,7 +126,7 @@ def add_source(parser: argparse.ArgumentParser) -> None:
         "source",
         metavar="SOURCE",
         help="a serial device (/dev/ttyUSB0, COM3, rfc2217://...), tcp://HOST:PORT (ser2net, ESP readers),"
-        " a capture file of raw bytes, or - for stdin",
+        " mqtt://HOST[:PORT]/TOPIC (what bridges publish), a capture file of raw bytes, or - for stdin",
     )
     group = parser.add_argument_group("serial port", SERIAL_HELP)
     group.add_argument("--baudrate", type=positive_int, default=2400, help="baud rate (default 2400)")
@@ -146,12 +153,14 @@ def add_source(parser: argparse.ArgumentParser) -> None:
     recorded.add_argument(
         "--hex", action="store_true", help="the input is hex text, one frame per line (spaces allowed)"
     )
+    add_mqtt_source_options(parser)
     parser.add_argument("--duration", type=positive_float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages (or frames)")
     parser.add_argument(
         "--save",
         metavar="FILE",
-        help="also append every byte read, exactly as received, to FILE (replay it with: amshan read FILE)",
+        help="also append every byte read, exactly as received, to FILE (replay it with: amshan read FILE);"
+        " from mqtt:// the bytes each payload carries (hex text as the bytes it spells), in arrival order",
     )
 
 
@@ -190,4 +199,53 @@ def add_influxdb_options(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         metavar="SECONDS",
         help="when stopping, keep trying to write buffered points this long (default 30)",
+    )
+
+
+def add_mqtt_source_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of an ``mqtt://`` source (and of TLS for any MQTT connection)."""
+    group = parser.add_argument_group(
+        "MQTT (SOURCE mqtt://[USER[:PASSWORD]@]HOST[:PORT]/TOPIC, mqtts:// for TLS)",
+        "Each topic is one meter's byte stream, binary or hex text; the password can also come from"
+        " AMSHAN_MQTT_PASSWORD.",
+    )
+    group.add_argument(
+        "--share-group",
+        metavar="NAME",
+        help="subscribe as $share/NAME/TOPIC: processes of one group split the messages between them"
+        " (each payload must then hold whole messages)",
+    )
+    group.add_argument(
+        "--source-qos", type=int, choices=(0, 1), default=1, help="QoS of the subscription (default 1)"
+    )
+    group.add_argument("--ca-file", metavar="PEM", help="CA certificates to verify an mqtts:// broker")
+
+
+def add_mqtt_publish_options(parser: argparse.ArgumentParser, max_buffer_option: str) -> None:
+    """Add the options of publishing to MQTT (``max_buffer_option`` names the buffer option)."""
+    group = parser.add_argument_group("publishing to MQTT (Home Assistant discovery on by default)")
+    group.add_argument(
+        "--topic-prefix",
+        default=DEFAULT_TOPIC_PREFIX,
+        help="states go to PREFIX/METER_ID/state, availability to PREFIX/status (default %(default)s)",
+    )
+    group.add_argument(
+        "--qos", type=int, choices=(0, 1), default=0, help="QoS of the states (default 0; 1: never lose one)"
+    )
+    group.add_argument(
+        "--discovery-prefix",
+        default=DEFAULT_DISCOVERY_PREFIX,
+        help="Home Assistant's discovery prefix (default %(default)s)",
+    )
+    group.add_argument(
+        "--no-discovery", action="store_true", help="do not announce the sensors to Home Assistant"
+    )
+    group.add_argument(
+        max_buffer_option,
+        dest="mqtt_max_buffer",
+        type=positive_int,
+        default=DEFAULT_MQTT_MAX_BUFFER,
+        metavar="MESSAGES",
+        help="messages kept while the broker is unreachable; beyond this the oldest are dropped"
+        " (default %(default)d)",
     )

@@ -72,6 +72,10 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         raise UsageError(
             f"probe listens to a serial device or tcp://HOST:PORT, not to the file {args.source}"
         )
+    if source.kind == "mqtt":
+        raise UsageError(
+            f"probe finds serial settings, which {source.name} has none of: read it with amshan read"
+        )
     if source.kind == "tcp":
         return _probe_tcp(source, args, stdout, stderr)
     return _probe_serial(source, args, stdout, stderr)

@@ -1,14 +1,14 @@
-"""``amshan read``: read a meter or a capture, print each message (or frame), optionally to InfluxDB too."""
+"""``amshan read``: read a meter or a capture, print each message (or frame), maybe to InfluxDB or MQTT."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from amshan.cli.diagnose import describe_sample
-from amshan.cli.formats import FORMATS, Sink
+from amshan.cli.formats import FORMATS, Sink, counted
 from amshan.cli.options import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -17,6 +17,7 @@ from amshan.cli.options import (
     UsageError,
     add_common,
     add_influxdb_options,
+    add_mqtt_publish_options,
     add_source,
     epilog,
 )
@@ -24,14 +25,22 @@ from amshan.cli.sources import (
     Capture,
     Reading,
     Source,
+    make_publisher,
     make_writer,
     on_signals,
     parse_source,
+    publisher_summary,
     read_live,
+    read_mqtt,
     read_recorded,
+    run_publisher,
+    stop_watchers,
     until,
 )
 from amshan.influxdb import InfluxDbWriter, PointMaker
+
+if TYPE_CHECKING:
+    from amshan.mqtt import MqttPublisher
 
 
 def add_parser(commands: Any) -> None:
@@ -52,7 +61,11 @@ def add_parser(commands: Any) -> None:
     )
     read.add_argument("--influxdb", dest="influxdb_url", metavar="URL", help="also write to InfluxDB at URL")
     read.add_argument("--database", help="InfluxDB database (with --influxdb)")
+    read.add_argument(
+        "--mqtt", dest="mqtt_url", metavar="BROKER_URL", help="also publish to MQTT (mqtt://HOST[:PORT])"
+    )
     add_influxdb_options(read)
+    add_mqtt_publish_options(read, "--mqtt-max-buffer")
     add_common(read)
 
 
@@ -68,35 +81,47 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         writer = make_writer(args, args.influxdb_url, args.database)
     elif args.database is not None:
         raise UsageError("--database needs --influxdb URL")
+    if source.kind == "mqtt" and args.format in ("obis", "frames"):
+        raise UsageError(f"--format {args.format} reads serial, TCP or recorded sources; MQTT gives json")
+    mqtt_url = getattr(args, "mqtt_url", None)
+    publisher = make_publisher(mqtt_url, args) if mqtt_url is not None else None
     sink = Sink(
         args.format,
         stdout=stdout,
         stderr=stderr,
         writer=writer,
         point_maker=PointMaker(args.measurement, use_meter_time=not args.receive_time) if writer else None,
+        publisher=publisher,
         flush_each=source.is_live,
         limit=args.count,
         stamp_received=source.is_live,
     )
-    return await run_pipeline(source, args, sink, writer, stderr)
+    return await run_pipeline(source, args, sink, writer, stderr, publisher=publisher)
 
 
 async def run_pipeline(
-    source: Source, args: argparse.Namespace, sink: Sink, writer: InfluxDbWriter | None, stderr: TextIO
+    source: Source,
+    args: argparse.Namespace,
+    sink: Sink,
+    writer: InfluxDbWriter | None,
+    stderr: TextIO,
+    *,
+    publisher: MqttPublisher | None = None,
 ) -> int:
-    """Feed the source to the sink until it ends, stops or times out; drain the writer; return the status."""
+    """Feed the source to the sink until it ends, stops or times out; drain the writers; return the status."""
     save = Capture(args.save) if args.save else None
     stop = asyncio.Event()
-    watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(sink.finished.wait())]
-    if args.duration is not None:
-        watchers.append(asyncio.ensure_future(asyncio.sleep(args.duration)))
-    for watcher in watchers:
-        watcher.add_done_callback(lambda _: stop.set())
+    watchers = stop_watchers(stop, sink, args.duration)
     writer_task = asyncio.ensure_future(writer.run()) if writer is not None else None
+    publisher_task = None
+    if publisher is not None:
+        publisher_task = asyncio.ensure_future(run_publisher(publisher, stop))
     started = time.monotonic()
     try:
         with on_signals(stop.set):
-            if source.is_live:
+            if source.kind == "mqtt":
+                reading = await read_mqtt(source, args, sink.dictionary, stop, save=save)
+            elif source.is_live:
                 reading = await read_live(source, args, sink, stop, stderr, save=save)
             else:
                 reading = await read_recorded(source, args.hex, sink, stop, stderr, save=save)
@@ -106,9 +131,13 @@ async def run_pipeline(
         if save is not None:
             save.close()
     sink.flush()
+    if publisher_task is not None and publisher_task.done():
+        publisher_task.result()  # the broker could not be used at all: MqttUnavailable, said in one line
     status = _summarize(source, args, sink, reading, elapsed=time.monotonic() - started, stderr=stderr)
     if writer is not None and writer_task is not None:
         status = max(status, await _drain(writer, writer_task, args, stderr))
+    if publisher is not None and publisher_task is not None:
+        status = max(status, await _drain_publisher(publisher, publisher_task, args, stderr))
     return status
 
 
@@ -119,10 +148,14 @@ def _summarize(
     problems = sink.complaints.summary()
     if problems:
         stderr.write(f"amshan: {problems}\n")
-    counts = (
-        f"{reading.bytes_read:,} bytes, {sink.frames} frames ({sink.invalid_frames} invalid),"
-        f" {sink.messages} messages, {sink.decoded} decoded"
-    )
+    if source.kind == "mqtt":  # each topic's own reader frames and decodes: the sink sees the results only
+        payloads = counted(reading.payloads, "payloads")
+        counts = f"{reading.bytes_read:,} bytes in {payloads}, {sink.decoded} decoded"
+    else:
+        counts = (
+            f"{reading.bytes_read:,} bytes, {sink.frames} frames ({sink.invalid_frames} invalid),"
+            f" {sink.messages} messages, {sink.decoded} decoded"
+        )
     span = f"within {args.duration:g} s" if args.duration is not None else f"in {elapsed:.0f} s"
     if source.is_live and not reading.connections:
         stderr.write(f"amshan: never connected to {source.name} {span}\n")
@@ -154,14 +187,21 @@ def _hint(source: Source, args: argparse.Namespace, sink: Sink, reading: Reading
         if not reading.bytes_read:
             return "nothing arrived: is the meter connected to the reader behind this port?"
         return "wrong serial settings in the reader behind this port (ser2net: try 2400 8E1 or 8N1)?"
+    if source.kind == "mqtt":
+        if not reading.payloads:
+            return "nothing was published there: check the topic (+ and # are wildcards) and the bridge"
+        return describe_sample(reading.sample, as_hex=True)  # hex payloads are told apart on their own
     return describe_sample(reading.sample, as_hex=args.hex)
 
 
-async def _drain(
-    writer: InfluxDbWriter, writer_task: asyncio.Future[None], args: argparse.Namespace, stderr: TextIO
-) -> int:
-    """Write the buffered points (saying what is waited for), give up at a 2nd Ctrl-C; return the status."""
-    url = args.influxdb_url
+async def _await_drain(
+    task: asyncio.Future[None], waiting: Callable[[], str], started: str, stderr: TextIO
+) -> bool:
+    """Await a writer's drain, saying what it waits for; a 2nd Ctrl-C abandons it; return True if abandoned.
+
+    ``started`` (said when not empty) tells what is waited for and how long; ``waiting()`` says what is still
+    buffered when the first Ctrl-C comes.
+    """
     abandon = asyncio.Event()
     interrupts = 0
 
@@ -171,22 +211,32 @@ async def _drain(
         if interrupts > 1:
             abandon.set()
             return
-        stderr.write(
-            f"amshan: still writing {writer.pending} points to InfluxDB at {url};"
-            " press Ctrl-C again to abandon them\n"
-        )
+        stderr.write(f"amshan: still {waiting()}; press Ctrl-C again to abandon them\n")
         stderr.flush()
 
     with on_signals(interrupted):
-        writer.stop()
-        if writer.pending and not writer_task.done():
-            stderr.write(
-                f"amshan: writing {writer.pending} buffered points to InfluxDB at {url},"
-                f" waiting up to {args.drain_timeout:g} s (--drain-timeout)\n"
-            )
+        if started and not task.done():
+            stderr.write(f"amshan: {started}\n")
             stderr.flush()
-        await until(writer_task, abandon)
-    if abandon.is_set():
+        await until(task, abandon)
+    return abandon.is_set()
+
+
+async def _drain(
+    writer: InfluxDbWriter, writer_task: asyncio.Future[None], args: argparse.Namespace, stderr: TextIO
+) -> int:
+    """Write the buffered points (saying what is waited for), give up at a 2nd Ctrl-C; return the status."""
+    url = args.influxdb_url
+    writer.stop()
+    started = ""
+    if writer.pending:
+        started = (
+            f"writing {writer.pending} buffered points to InfluxDB at {url},"
+            f" waiting up to {args.drain_timeout:g} s (--drain-timeout)"
+        )
+    if await _await_drain(
+        writer_task, lambda: f"writing {writer.pending} points to InfluxDB at {url}", started, stderr
+    ):
         stderr.write(f"amshan: abandoned {writer.pending} points not written to InfluxDB at {url}\n")
         return EXIT_INTERRUPTED
     if writer.pending or writer.dropped or writer.rejected:
@@ -199,6 +249,35 @@ async def _drain(
     if args.verbose:
         stderr.write(f"amshan: InfluxDB: {writer.written} points written\n")
     return EXIT_OK
+
+
+async def _drain_publisher(
+    publisher: MqttPublisher, publisher_task: asyncio.Future[None], args: argparse.Namespace, stderr: TextIO
+) -> int:
+    """Publish the buffered messages (saying what is waited for), give up at a 2nd Ctrl-C; return status."""
+    broker = publisher.broker
+    publisher.stop()
+    pending = publisher.outbox.pending_states
+    started = ""
+    if pending:
+        started = (
+            f"publishing {pending} buffered messages to the MQTT broker {broker},"
+            f" waiting up to {publisher.drain_timeout:g} s"
+        )
+    if await _await_drain(
+        publisher_task,
+        lambda: f"publishing {publisher.outbox.pending_states} messages to the MQTT broker {broker}",
+        started,
+        stderr,
+    ):
+        stderr.write(
+            f"amshan: abandoned {publisher.outbox.pending_states} messages not published to {broker}\n"
+        )
+        return EXIT_INTERRUPTED
+    summary, lost = publisher_summary(publisher)
+    if lost or args.verbose:
+        stderr.write(f"amshan: {summary}\n")
+    return EXIT_FAILURE if lost else EXIT_OK
 
 
 def _influx_reason(error: str | None, args: argparse.Namespace) -> str:

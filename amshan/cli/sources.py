@@ -1,11 +1,13 @@
-"""Where ``amshan`` reads and writes: parse and open sources (serial, TCP, file, stdin), sinks (InfluxDB)."""
+"""What ``amshan`` reads and writes: sources (serial, TCP, MQTT, file, stdin) and sinks (InfluxDB, MQTT)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import errno
+import importlib
 import logging
 import os
 import re
@@ -14,23 +16,28 @@ import socket
 import stat
 import sys
 import threading
+import types
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Dict, TextIO
 
 from amshan.cli.diagnose import SAMPLE_SIZE
 from amshan.cli.formats import Progress, Sink
-from amshan.cli.options import UsageError, check_host
+from amshan.cli.options import MqttUnavailable, UsageError, check_host
 from amshan.hdlc import HdlcFrame, HdlcFrameReader
 from amshan.influxdb import DRAIN_ENDED, InfluxDbWriter
 from amshan.meter_connection import ConnectionManager, MeterTransportProtocol
+from amshan.mqtt_core import BrokerUrl, Outbox, TopicReaders, parse_broker_url
 from amshan.serial_connection_factory import (
     create_serial_frame_connection,
     create_serial_frame_content_connection,
 )
 from amshan.simulator import parse_hex_line
 from amshan.tcp_connection_factory import create_tcp_frame_connection, create_tcp_frame_content_connection
+
+if TYPE_CHECKING:
+    from amshan.mqtt import MqttPublisher, MqttSettings
 
 _CHUNK_SIZE = 1 << 16
 _QUEUE_SIZE = 1000
@@ -42,7 +49,7 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 @dataclass(frozen=True)
 class Source:
-    """Where the bytes come from: ``kind`` is serial, tcp, file or stdin."""
+    """Where the bytes come from: ``kind`` is serial, tcp, mqtt, file or stdin."""
 
     kind: str
     location: str
@@ -51,8 +58,8 @@ class Source:
 
     @property
     def is_live(self) -> bool:
-        """Return True for a meter connection (serial or TCP), False for recorded bytes."""
-        return self.kind in ("serial", "tcp")
+        """Return True for a meter connection (serial, TCP, MQTT subscription), False for recorded bytes."""
+        return self.kind in ("serial", "tcp", "mqtt")
 
     @property
     def name(self) -> str:
@@ -61,6 +68,8 @@ class Source:
             return f"host {self.host} port {self.port}"
         if self.kind == "serial":
             return f"serial port {self.location}"
+        if self.kind == "mqtt":
+            return str(parse_broker_url(self.location))  # the URL without its password
         return "stdin" if self.kind == "stdin" else self.location
 
 
@@ -71,6 +80,7 @@ class Reading:
     sample: bytes = b""
     connections: int = 0
     bytes_read: int = 0
+    payloads: int = 0  # MQTT messages received (an mqtt:// source)
 
 
 class SourceError(ConnectionError):
@@ -81,6 +91,9 @@ def parse_source(text: str) -> Source:
     """Tell a serial device, a ``tcp://HOST:PORT`` address, a capture file and ``-`` (stdin) apart."""
     if text == "-":
         return Source("stdin", text)
+    if text.lower().startswith(("mqtt://", "mqtts://")):
+        broker = broker_url(text, topic=True)
+        return Source("mqtt", text, broker.host, broker.port)
     match = _TCP_SOURCE.match(text)
     if match:
         host, port = match["host"].strip("[]"), int(match["port"])
@@ -224,6 +237,8 @@ async def read_recorded(
                     sink.frame(frame)
                     if sink.finished.is_set():
                         break
+                    if sink.backlogged:  # a capture reads faster than MQTT publishes: wait, drop nothing
+                        await until(sink.drained(), stop)
             if progress is not None:
                 progress.advance(len(raw))
     finally:
@@ -252,8 +267,12 @@ async def read_live(
     stderr: TextIO,
     *,
     save: Capture | None = None,
+    managed: Callable[[ConnectionManager], None] | None = None,
 ) -> Reading:
-    """Read a serial port or TCP stream through the ConnectionManager until stopped."""
+    """Read a serial port or TCP stream through the ConnectionManager until stopped.
+
+    ``managed`` is given the manager before it connects (``serve`` reports its connections as health).
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=_QUEUE_SIZE)
     connect: Callable[[], Awaitable[MeterTransportProtocol]]
@@ -309,6 +328,8 @@ async def read_live(
 
     idle_timeout = args.idle_timeout if args.idle_timeout > 0 else None
     manager = ConnectionManager(factory, idle_timeout=idle_timeout)
+    if managed is not None:
+        managed(manager)
     connect_task = asyncio.ensure_future(manager.connect_loop())
     try:
         while not stop.is_set() and not sink.finished.is_set():
@@ -415,6 +436,16 @@ class QuietReported(logging.Filter):
         return record.msg is not DRAIN_ENDED and not any(isinstance(arg, SourceError) for arg in args)
 
 
+def stop_watchers(stop: asyncio.Event, sink: Sink, duration: float | None) -> list[asyncio.Future[Any]]:
+    """Set ``stop`` once the sink has finished or ``duration`` seconds passed; cancel the result to stop."""
+    watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(sink.finished.wait())]
+    if duration is not None:
+        watchers.append(asyncio.ensure_future(asyncio.sleep(duration)))
+    for watcher in watchers:
+        watcher.add_done_callback(lambda _: stop.set())
+    return watchers
+
+
 @contextlib.contextmanager
 def on_signals(callback: Callable[[], None]) -> Iterator[None]:
     """Call ``callback`` on Ctrl-C or SIGTERM while inside, so a command ends cleanly, not by an exception."""
@@ -457,3 +488,130 @@ def make_writer(args: argparse.Namespace, url: str, database: str) -> InfluxDbWr
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+# --- MQTT: the publisher sink and the mqtt:// source --------------------------------------------------------
+
+
+def _mqtt() -> types.ModuleType:
+    """Return amshan.mqtt, imported on first use: only MQTT commands need the ``mqtt`` extra."""
+    try:
+        return importlib.import_module("amshan.mqtt")
+    except ImportError:
+        raise MqttUnavailable("MQTT needs the mqtt extra: pip install 'amshan[mqtt]'") from None
+
+
+def broker_url(text: str, *, topic: bool) -> BrokerUrl:
+    """Parse a broker URL that must (a source) or must not (a publisher) name a topic; check its host."""
+    try:
+        broker = parse_broker_url(text)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if topic and not broker.topic:
+        raise UsageError(f"expected mqtt://HOST[:PORT]/TOPIC to read, found {broker}")
+    if not topic and broker.topic:
+        raise UsageError(f"expected a broker URL without a topic, found {broker}")
+    check_host(broker.host, broker.port, str(broker))
+    return broker
+
+
+def settings(broker: BrokerUrl, args: argparse.Namespace) -> MqttSettings:
+    """Return the connection settings of a broker, the password from AMSHAN_MQTT_PASSWORD if not in it."""
+    mqtt = _mqtt()
+    password = os.environ.get("AMSHAN_MQTT_PASSWORD")
+    if broker.password is None and password is not None:
+        broker = dataclasses.replace(broker, username=broker.username or "", password=password)
+    if args.ca_file is not None and not broker.tls:
+        raise UsageError(f"--ca-file is for mqtts:// brokers, found {broker}")
+    result: MqttSettings = mqtt.MqttSettings(broker, ca_file=args.ca_file)
+    return result
+
+
+def make_publisher(url: str, args: argparse.Namespace) -> MqttPublisher:
+    """Return the publisher of ``--mqtt URL`` / ``forward-mqtt SOURCE URL`` with the command's options."""
+    mqtt_settings = settings(broker_url(url, topic=False), args)
+    outbox = Outbox(
+        topic_prefix=args.topic_prefix,
+        discovery_prefix=None if args.no_discovery else args.discovery_prefix,
+        max_buffer=args.mqtt_max_buffer,
+    )
+    publisher: MqttPublisher = _mqtt().MqttPublisher(mqtt_settings, outbox, qos=args.qos)
+    return publisher
+
+
+async def run_publisher(publisher: MqttPublisher, stop: asyncio.Event) -> None:
+    """Run the publisher; when the broker cannot be used at all, stop the command and say why."""
+    try:
+        await publisher.run()
+    except _mqtt().BrokerError as error:
+        stop.set()
+        raise MqttUnavailable(str(error)) from None
+
+
+def publisher_summary(publisher: MqttPublisher) -> tuple[str, bool]:
+    """Return the publisher's counts as one line, and whether anything was lost (dropped or not sent)."""
+    outbox = publisher.outbox
+    lost = bool(outbox.dropped or outbox.pending_states)
+    return (
+        f"MQTT: {outbox.added} messages queued, {publisher.published} published (with the discovery configs),"
+        f" {outbox.pending_states} not published, {outbox.dropped} dropped (buffer full),"
+        f" {outbox.unidentified} skipped before the meter named itself",
+        lost,
+    )
+
+
+async def read_mqtt(
+    source: Source,
+    args: argparse.Namespace,
+    deliver: Callable[[str, Dict[str, Any]], None],
+    stop: asyncio.Event,
+    *,
+    save: Capture | None = None,
+) -> Reading:
+    """Subscribe to ``mqtt://HOST[:PORT]/TOPIC`` and deliver each topic's decoded messages until stopped.
+
+    The stream bytes of every payload (hex text as the bytes it spells) are counted, and appended to the
+    ``--save`` file in arrival order, so ``amshan read FILE`` replays them.
+    """
+    mqtt_settings = settings(parse_broker_url(source.location), args)
+    reading = Reading()
+
+    def received(data: bytes) -> None:
+        """Count (and save) the bytes each payload carries, and keep the first for the run's summary."""
+        reading.bytes_read += len(data)
+        if len(reading.sample) < SAMPLE_SIZE:
+            reading.sample += data[: SAMPLE_SIZE - len(reading.sample)]
+        if save is not None:
+            save.write(data)
+
+    readers = TopicReaders()
+    readers.on_data = received
+    mqtt = _mqtt()
+    try:
+        subscription = mqtt.MqttSource(
+            mqtt_settings,
+            mqtt_settings.broker.topic,
+            share_group=args.share_group,
+            qos=args.source_qos,
+            readers=readers,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    task = asyncio.ensure_future(subscription.run(deliver))
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        subscription.stop()
+        await asyncio.wait({task}, timeout=10)
+    reading.connections = subscription.connections
+    reading.payloads = readers.payloads
+    if not task.done():
+        task.cancel()
+        return reading
+    try:
+        task.result()
+    except mqtt.BrokerError as error:
+        raise MqttUnavailable(str(error)) from None
+    return reading
