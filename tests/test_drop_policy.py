@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pty
 import time
-from typing import Any, AsyncIterator, List
+from typing import Any, List
 
 import pytest
 from _hdlc_builder import build_frame
@@ -107,17 +106,6 @@ async def test_tcp_factories_pass_the_policy_on(factory: Any) -> None:
     finally:
         server.close()
         await server.wait_closed()
-
-
-@pytest.fixture
-async def openpty() -> AsyncIterator[tuple[int, str]]:
-    master, slave = pty.openpty()
-    os.set_blocking(master, False)
-    try:
-        yield master, os.ttyname(slave)
-    finally:
-        os.close(slave)
-        os.close(master)
 
 
 async def test_serial_factory_passes_the_policy_on(openpty: tuple[int, str]) -> None:

@@ -189,24 +189,33 @@ def test_noise_between_segments_loses_no_message(
     assert decoded == [AutoDecoder().decode_frame_content(message) for message in expected]
 
 
+def damaged_stream(
+    messages: List[List[bytes]], bursts: List[Tuple[bytes, List[bytes]]], data: Any
+) -> Tuple[int, int, bytes]:
+    """The stream with one frame of one message (not the closing one) lost or damaged: (message, frame, it).
+
+    A lost frame leaves its noise bursts in place; a damaged one has one bit flipped between its ends.
+    """
+    victim = data.draw(st.integers(0, len(messages) - 2))
+    frames = list(messages[victim])
+    position = data.draw(st.integers(0, len(frames) - 1))
+    if data.draw(st.booleans()):
+        frames[position] = b""
+    else:
+        frame = bytearray(frames[position])
+        frame[data.draw(st.integers(1, len(frame) - 2))] ^= 1 << data.draw(st.integers(0, 7))
+        frames[position] = bytes(frame)
+    return victim, position, stream_of([*messages[:victim], frames, *messages[victim + 1 :]], bursts)
+
+
 @SETTINGS
 @given(noisy_stream(), st.data())
 def test_a_lost_or_damaged_segment_costs_its_message_and_nothing_is_spliced(
     case: Tuple[List[List[bytes]], List[Tuple[bytes, List[bytes]]], List[bytes]], data: Any
 ) -> None:
     all_segments, bursts, expected = case
-    victim = data.draw(st.integers(0, len(all_segments) - 2))  # not the closing single-frame message
+    victim, position, stream = damaged_stream(all_segments, bursts, data)
     frames = all_segments[victim]
-    position = data.draw(st.integers(0, len(frames) - 1))
-    damaged = list(frames)
-    if data.draw(st.booleans()):
-        damaged[position] = b""  # a segment lost on the line (its noise bursts stay)
-    else:  # a segment damaged on the line: one bit flipped anywhere between its flags
-        frame = bytearray(frames[position])
-        at = data.draw(st.integers(1, len(frame) - 2))
-        frame[at] ^= 1 << data.draw(st.integers(0, 7))
-        damaged[position] = bytes(frame)
-    stream = stream_of([*all_segments[:victim], damaged, *all_segments[victim + 1 :]], bursts)
     lost = b"".join(map(information, frames))  # the victim message's bytes
     assume(expected.count(lost) == 1)
     expected_out = list(expected)
@@ -357,16 +366,8 @@ def test_a_lost_or_damaged_block_or_mbus_segment_costs_its_message_only(
     case: Tuple[List[List[bytes]], List[Tuple[bytes, List[bytes]]], List[bytes]], data: Any
 ) -> None:
     messages, bursts, expected = case
-    victim = data.draw(st.integers(0, len(messages) - 2))  # not the closing one-frame message
-    frames = list(messages[victim])
-    position = data.draw(st.integers(0, len(frames) - 1))
-    if data.draw(st.booleans()):
-        frames[position] = b""
-    else:
-        frame = bytearray(frames[position])
-        frame[data.draw(st.integers(1, len(frame) - 2))] ^= 1 << data.draw(st.integers(0, 7))
-        frames[position] = bytes(frame)
-    stream = stream_of([*messages[:victim], frames, *messages[victim + 1 :]], bursts) + PAD
+    victim, _, stream = damaged_stream(messages, bursts, data)
+    stream += PAD
     others = [message for burst in bursts for message in burst[1]]  # other meters' whole messages
     lost = [message for message in expected if message not in others][victim]
     assume(expected.count(lost) == 1)
