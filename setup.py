@@ -31,7 +31,7 @@ setup(
             "selenium>=4.11",
             *WEB,
         ],
-        "dev": ["ruff", "mypy", "types-pyserial", *WEB],
+        "dev": ["ruff", "mypy", "types-pyserial", "mutmut>=3", *WEB],
         "fuzz": ["atheris>=2"],
     },
     entry_points={"console_scripts": ["amshan=amshan.cli:main"]},

@@ -7,7 +7,7 @@ import struct
 from collections import OrderedDict
 from itertools import count
 from operator import itemgetter
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, TypeVar
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
 from amshan import aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan._errors import DecodeError
@@ -24,7 +24,14 @@ from amshan.items import (
     field_of,
     message_to_dict,
 )
-from amshan.obis_map import CLOCK_CODES, NEK_HAN_FIELD_METER_DATETIME
+from amshan.obis_map import (
+    CLOCK_CODES,
+    FIELD_UNITS,
+    NEK_HAN_FIELD_METER_DATETIME,
+    NEK_HAN_FIELD_METER_MANUFACTURER,
+    name_obis_map,
+)
+from amshan.p1 import telegram_dict, telegram_message
 
 __all__ = ["DECODERS", "MAX_SHAPES", "AutoDecoder", "MeterItem"]
 
@@ -45,6 +52,15 @@ MAX_SHAPES = 64
 _MAX_SHAPES_PER_LENGTH = 4  # a miss tries at most this many shapes: ever-new layouts cost no more than that
 _MAX_SIGHTINGS = 256  # skeletons seen once, waiting for their second sighting
 _MAX_TEXTS = 256  # text values a shape remembers per text item (meter ids of a fleet), cleared when full
+
+DecoderFunction = Callable[[bytes], Mapping[str, ItemValue]]
+"""A decoder in AutoDecoder.decoder_functions: frame content in, dictionary out; raises if it does not fit."""
+
+_BUILT_IN_FUNCTIONS: List[Tuple[str, DecoderFunction]] = [
+    (aidon.NAME, aidon.decode_frame_content),
+    (kaifa.NAME, kaifa.decode_frame_content),
+    (kamstrup.NAME, kamstrup.decode_frame_content),
+]
 
 # A-XDR tags whose value bytes the shape cache reads with struct (all other bytes are the skeleton)
 _NUMBER_FORMATS = {
@@ -282,6 +298,19 @@ def _candidates(frame_content: bytes) -> tuple[str, ...]:
     return ()
 
 
+def _message_of(decoded: Mapping[str, ItemValue]) -> DecodedMessage:
+    """Turn the dictionary of a decoder added to decoder_functions into a message (items by field name)."""
+    manufacturer = decoded.get(NEK_HAN_FIELD_METER_MANUFACTURER)
+    items = [
+        MeterItem(name_obis_map[key][0], key, value, FIELD_UNITS.get(key))
+        if key in name_obis_map
+        else MeterItem(key, None, value, None)
+        for key, value in decoded.items()
+        if key != NEK_HAN_FIELD_METER_MANUFACTURER
+    ]
+    return DecodedMessage(None if manufacturer is None else str(manufacturer), None, items)
+
+
 _CIPHERING_TAG_BYTES = tuple(bytes((tag,)) for tag in CIPHERING_TAGS)
 
 
@@ -293,6 +322,11 @@ def _ciphering_offset(frame_content: bytes) -> int:
         return 0 if frame_content[:1] in _CIPHERING_TAG_BYTES else -1
     except Exception:  # not bytes at all: the plain path reports it
         return -1
+
+
+def _is_telegram(content: object) -> bool:
+    """Return True when message content is a P1 telegram (text from '/'), False for anything else."""
+    return isinstance(content, (bytes, bytearray, memoryview)) and content[:1] == b"/"
 
 
 def _is_whole_apdu(plaintext: bytes) -> bool:
@@ -308,6 +342,13 @@ class AutoDecoder:
     """Decode frame content of any supported meter, the same way whatever was decoded before.
 
     With the meter's keys it also decrypts general-glo/ded-ciphering APDUs (see ``amshan.cipher``).
+    """
+
+    decoder_functions: ClassVar[List[Tuple[str, DecoderFunction]]] = list(_BUILT_IN_FUNCTIONS)
+    """amshan 2021.12.1's extension point: (name, function) pairs, first the built-in Aidon, Kaifa, Kamstrup.
+
+    A pair appended here is tried after the built-in meter decoders and before the generic one, in list order;
+    its name becomes previous_success_decoder.  Removing a built-in pair turns that decoder off.
     """
 
     def __init__(
@@ -340,23 +381,45 @@ class AutoDecoder:
 
     @property
     def previous_success_decoder(self) -> Optional[str]:
-        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Iskraemeco", ...)."""
+        """Return the name of the decoder that last succeeded ("Aidon", "Kaifa", "Iskraemeco", "P1", ...)."""
         return self._previous
 
     def decode_message(self, frame_content: bytes) -> Optional[DecodedMessage]:
         """Decode an information field (LLC header optional) into manufacturer, date-time, items; or None."""
-        return self._deciphered(frame_content, lambda content: self._decode(content, None))
+        if _is_telegram(frame_content):  # a P1 telegram cut from the stream (MeterReader.read_frames)
+            return self._telegram(frame_content, False, telegram_message)
+        pos = _ciphering_offset(frame_content)
+        if pos < 0:
+            return self._decode(frame_content, None)
+        return self._deciphered(
+            frame_content, pos, lambda content: self._decode(content, None), telegram_message
+        )
 
-    def _deciphered(self, frame_content: bytes, decode: Callable[[bytes], Optional[_T]]) -> Optional[_T]:
-        """Decode plain content directly, ciphered content through its plaintext; None when neither works.
+    def _telegram(
+        self, content: bytes, authenticated: bool, decode: Callable[[bytes, bool], Optional[_T]]
+    ) -> Optional[_T]:
+        """Decode a P1 telegram (text) with decode; remember "P1" as the decoder when it gives a result."""
+        result = decode(content, authenticated)
+        if result is not None:
+            self._previous = "P1"
+        return result
+
+    def _deciphered(
+        self,
+        frame_content: bytes,
+        pos: int,
+        decode: Callable[[bytes], Optional[_T]],
+        telegram: Callable[[bytes, bool], Optional[_T]],
+    ) -> Optional[_T]:
+        """Decode ciphered content (its APDU at pos) through its plaintext; None when that gives nothing.
+
+        A plaintext that is a P1 telegram goes to ``telegram`` (with whether its tag was verified).
 
         An unauthenticated plaintext (no AK, or no tag) is accepted only when it decodes, so a wrong key
         gives no data; every ciphered message that gives none is counted in ``cipher_stats``.
         """
-        pos = _ciphering_offset(frame_content)
-        if pos < 0:
-            return decode(frame_content)
-        frame_content = bytes(frame_content)  # the plaintexts are bytes too: no ciphering tag recurs
+        if type(frame_content) is not bytes:  # the plaintexts are bytes too: no ciphering tag recurs
+            frame_content = bytes(frame_content)
         try:
             apdu = parse_ciphered_apdu(frame_content, pos)
             if apdu.end != len(frame_content):
@@ -371,7 +434,10 @@ class AutoDecoder:
         decipherer = self._decipherer
         try:
             for plaintext, authenticated in decipherer.candidates(apdu):
-                result = decode(plaintext) if authenticated or plaintext[:1] == b"\x0f" else None
+                if plaintext[:1] == b"/":  # a P1 telegram (Luxembourg Smarty, Austrian T210-D-R)
+                    result = self._telegram(plaintext, authenticated, telegram)
+                else:
+                    result = decode(plaintext) if authenticated or plaintext[:1] == b"\x0f" else None
                 if result is not None or authenticated or _is_whole_apdu(plaintext):
                     decipherer.accepted(apdu)
                     return result
@@ -384,11 +450,31 @@ class AutoDecoder:
         return None
 
     def _decode(self, frame_content: bytes, trace: Optional[Trace]) -> Optional[DecodedMessage]:
-        """Run the decoders fitting the body, the meter's own before the generic one; never raise."""
+        """Run the decoders fitting the body: the meter's own, added ones, the generic last; never raises."""
         try:
             content = frame_content if isinstance(frame_content, bytes) else bytes(frame_content)
             errors: List[str] = []
-            for name in _candidates(content):
+            listed = self.decoder_functions
+            added: List[Tuple[str, DecoderFunction]] = []
+            removed: List[str] = []
+            if listed != _BUILT_IN_FUNCTIONS:
+                added = [entry for entry in listed if entry not in _BUILT_IN_FUNCTIONS]
+                removed = [entry[0] for entry in _BUILT_IN_FUNCTIONS if entry not in listed]
+            try:
+                names = _candidates(content)
+            except DecodeError as error:  # no data-notification: only an added decoder may know the content
+                if not added:
+                    raise
+                names = ()
+                errors.append(str(error))
+            for name in names:
+                if name == generic.NAME and added:
+                    message = self._try_added(content, added, errors)
+                    if message is not None:
+                        return message
+                    added = []
+                if name in removed:
+                    continue
                 if trace is not None:
                     trace.clear()
                 try:
@@ -398,12 +484,33 @@ class AutoDecoder:
                     continue
                 self._previous = name
                 return message
+            if added:
+                message = self._try_added(content, added, errors)
+                if message is not None:
+                    return message
             self._warn("no decoder fits the frame content (%s)", "; ".join(errors) or "unknown body")
         except DecodeError as error:
             self._warn("frame content does not decode: %s", str(error))
         except Exception:  # a decoder bug must not take the caller down; report it (rate-limited)
             if self._warnings.ready():
                 _LOGGER.exception("decoder failure on frame content %r", frame_content)
+        return None
+
+    def _try_added(
+        self, content: bytes, added: List[Tuple[str, DecoderFunction]], errors: List[str]
+    ) -> Optional[DecodedMessage]:
+        """Try the decoders added to decoder_functions in order; the first that returns a dictionary wins."""
+        for name, function in added:
+            try:
+                decoded = function(content)
+            except Exception as error:  # an added decoder says "not mine" by raising (2021.12.1: construct's)
+                errors.append(f"{name}: {error!r}")
+                continue
+            if not isinstance(decoded, Mapping):
+                errors.append(f"{name}: returned {type(decoded).__name__}, not a dictionary")
+                continue
+            self._previous = name
+            return _message_of(decoded)
         return None
 
     def decode_items(self, frame_content: bytes) -> Optional[List[MeterItem]]:
@@ -416,8 +523,14 @@ class AutoDecoder:
 
         A message with the skeleton of one decoded before is read through that shape (one struct call);
         a ciphered one is decoded through its plaintext; any other message goes through the full decoder,
-        and a skeleton the full decoder has now seen twice becomes a shape.
+        and a skeleton the full decoder has now seen twice becomes a shape. While decoder_functions differs
+        from the built-in list, every message goes through the full decoders.
         """
+        if _is_telegram(frame_content):  # a P1 telegram cut from the stream (MeterReader.read_frames)
+            return self._telegram(frame_content, False, telegram_dict)
+        if self.decoder_functions != _BUILT_IN_FUNCTIONS and _ciphering_offset(frame_content) < 0:
+            message = self._decode(frame_content, None)
+            return None if message is None else message_to_dict(message)
         try:
             shapes = self._shapes.get(len(frame_content))
         except TypeError:  # not bytes at all: the full path logs it and gives None
@@ -437,8 +550,9 @@ class AutoDecoder:
                         return result
             except Exception:  # not a bytes-like object, or a bug: the full path decides
                 _LOGGER.debug("shape cache failed on %r", frame_content, exc_info=True)
-        if _ciphering_offset(frame_content) >= 0:  # never the skeleton of a plain message's shape
-            return self._deciphered(frame_content, self.decode_frame_content)
+        pos = _ciphering_offset(frame_content)
+        if pos >= 0:  # never the skeleton of a plain message's shape
+            return self._deciphered(frame_content, pos, self.decode_frame_content, telegram_dict)
         trace: Optional[Trace] = [] if self._max_shapes else None
         message = self._decode(frame_content, trace)
         if message is None:

@@ -11,16 +11,18 @@ Keys are never logged and never put in an exception's text: only system titles a
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
+from hmac import compare_digest
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.axdr import read_length
-from amshan.framing import Verdict
+from amshan.framing import HISTORY, Verdict
+from amshan.hdlc import LLC_HEADER
 
 __all__ = [
     "CIPHERING_TAGS",
@@ -50,7 +52,7 @@ TAG_LENGTH = 12
 KEY_LENGTH = 16
 _SYSTEM_TITLE_LENGTH = 8
 _HEADER_LENGTH = 5  # SC + invocation counter
-_CTR_START = b"\x00\x00\x00\x02"  # GCM's first keystream block follows the one that masks the tag
+_GCM_TAG_LENGTH = 16  # what AESGCM appends; DLMS sends its first 12 bytes
 _MAX_SYSTEM_TITLES = 64  # replay tracking per system title; garbage must not grow it without bound
 
 
@@ -64,11 +66,7 @@ class CipheredApdu(NamedTuple):
     payload: bytes  # the ciphertext (the plaintext when SC has no encryption bit), without the tag
     auth_tag: bytes  # the 12-byte tag when SC has the authentication bit, else b""
     end: int  # offset just after the APDU
-
-    @property
-    def iv(self) -> bytes:
-        """Return the 12-byte GCM initialisation vector: system title || invocation counter."""
-        return self.system_title + self.invocation_counter.to_bytes(4, "big")
+    iv: bytes  # the 12-byte GCM initialisation vector: system title || invocation counter
 
     @property
     def authenticated(self) -> bool:
@@ -117,14 +115,16 @@ def parse_ciphered_apdu(data: bytes, pos: int = 0) -> CipheredApdu:
     payload_end = end - TAG_LENGTH if security_control & SC_AUTHENTICATION else end
     if payload_end < body + _HEADER_LENGTH:
         raise DecodeError(f"expected a {TAG_LENGTH}-byte authentication tag, found length {length}", body)
+    counter = data[body + 1 : body + _HEADER_LENGTH]
     return CipheredApdu(
         data[pos],
         system_title,
         security_control,
-        int.from_bytes(data[body + 1 : body + _HEADER_LENGTH], "big"),
+        int.from_bytes(counter, "big"),
         data[body + _HEADER_LENGTH : payload_end],
         data[payload_end:end],
         end,
+        system_title + counter,
     )
 
 
@@ -159,14 +159,44 @@ def _checked_key(key: Optional[bytes], name: str) -> Optional[bytes]:
     return bytes(key)
 
 
-def _gcm(aes: algorithms.AES, apdu: CipheredApdu, aad: bytes, ciphertext: bytes) -> Optional[bytes]:
-    """Decrypt with AES-GCM and verify the 12-byte tag; None when it does not verify."""
-    decryptor = Cipher(aes, modes.GCM(apdu.iv, apdu.auth_tag, min_tag_length=TAG_LENGTH)).decryptor()
-    decryptor.authenticate_additional_data(aad)
-    try:
-        return decryptor.update(ciphertext) + decryptor.finalize()
-    except InvalidTag:
-        return None
+def _keystream_xor(aead: AESGCM, apdu: CipheredApdu) -> bytes:
+    """Return the payload XOR the GCM keystream (AES-CTR from IV || 00000002): decryption without the tag.
+
+    GCM encryption is exactly that XOR, so one AESGCM call (its tag ignored) does it.
+    """
+    return aead.encrypt(apdu.iv, apdu.payload, None)[:-_GCM_TAG_LENGTH]
+
+
+def _tag_matches(aead: AESGCM, apdu: CipheredApdu, plaintext: bytes, aad: bytes) -> bool:
+    """Return True when the GCM tag of plaintext and aad begins with the APDU's 12-byte tag."""
+    tag = aead.encrypt(apdu.iv, plaintext, aad)[-_GCM_TAG_LENGTH:][:TAG_LENGTH]
+    return compare_digest(tag, apdu.auth_tag)
+
+
+# A block-transfer header of block 1 (E0, control, 00 01, 00 00, the A-XDR length of its data) at the end.
+_BLOCK_1 = re.compile(rb"\xe0.\x00\x01\x00\x00(?:[\x00-\x7f]|\x81.|\x82..)\Z", re.DOTALL)
+_HDLC_HEADER_LENGTHS = (7, 15)  # from format (2), addresses (1-4 each), control (1), HCS (2), its flag
+
+
+def _inside_a_frame(before: bytes) -> bool:
+    """Return True when the bytes before a ciphering tag are the head of an M-Bus or HDLC frame.
+
+    Such an APDU is part of a frame that failed its checks (damaged: in its data, checksum or header), not
+    a bare APDU, and must give nothing.  The head is 68 L L 68 C A CI, STSAP 01 and DTSAP 67 (one of the two
+    halves is enough, the other may be the damage), or an HDLC header (a flag 7E where one begins) with the
+    LLC header, and maybe the header of block 1 of a block transfer, after it.
+    """
+    mbus = before[-9:]
+    if len(mbus) == 9 and (
+        (mbus[0] == mbus[3] == 0x68 and mbus[1] == mbus[2]) or (mbus[7:] == b"\x01\x67" and 0x68 in mbus[:4])
+    ):
+        return True
+    block = _BLOCK_1.search(before)
+    end = block.start() if block else len(before)
+    if before[end - 3 : end] not in (LLC_HEADER, b"\xe6\xe6\x00"):
+        return False
+    shortest, longest = _HDLC_HEADER_LENGTHS
+    return before.find(b"\x7e", max(0, end - 3 - longest), end - 3 - shortest) >= 0
 
 
 class CipheredApduFramer:
@@ -178,8 +208,8 @@ class CipheredApduFramer:
 
     name = "apdu"
     start_bytes = bytes(CIPHERING_TAGS)
-    strong = False
     MAX_LENGTH = 0x1000
+
 
     def __init__(self, decipherer: Decipherer) -> None:
         """Verify candidates with the stream's decipherer (which holds the keys)."""
@@ -189,6 +219,8 @@ class CipheredApduFramer:
         """Return (verdict, start, end, resume) for the ciphering tag at position."""
         not_a_frame = (Verdict.NOT_A_FRAME, position, position, position + 1)
         if buffer[position + 1 : position + 2] not in (b"", bytes((_SYSTEM_TITLE_LENGTH,))):
+            return not_a_frame
+        if _inside_a_frame(buffer[max(0, position - HISTORY) : position]):
             return not_a_frame
         try:
             _, length, body = _read_header(buffer, position)
@@ -239,15 +271,16 @@ class Decipherer:
         """Keep the keys (16 bytes each, or None) and start with no invocation counters seen."""
         encryption_key = _checked_key(encryption_key, "encryption key")
         self._aad_key = _checked_key(authentication_key, "authentication key")
-        self._aes = None if encryption_key is None else algorithms.AES(encryption_key)
+        self._aead = None if encryption_key is None else AESGCM(encryption_key)
         self._counters: Dict[bytes, int] = {}
+        self._aads: Dict[int, bytes] = {}  # SC || AK by security control
         self._limiters = {kind: LogLimiter() for kind in ("no_key", "wrong_key", "bad_tag", "replay")}
         self.stats = stats if stats is not None else CipherStats()
 
     @property
     def has_keys(self) -> bool:
         """Return True when an encryption key was given."""
-        return self._aes is not None
+        return self._aead is not None
 
     @property
     def checks_tags(self) -> bool:
@@ -262,8 +295,8 @@ class Decipherer:
         the authentication bit but not the encryption bit is read as authentication only (Green Book) and,
         failing that, as authenticated encryption.
         """
-        aes = self._aes
-        if aes is None:
+        aead = self._aead
+        if aead is None:
             if apdu.encrypted or apdu.authenticated:
                 self._fail("no_key", apdu, "no encryption key was given")
                 return []
@@ -274,19 +307,23 @@ class Decipherer:
                 self._fail("bad_tag", apdu, "the authentication tag does not verify")
                 return []
             return [(plaintext, True)]
-        deciphered = Cipher(aes, modes.CTR(apdu.iv + _CTR_START)).decryptor().update(apdu.payload)
+        deciphered = _keystream_xor(aead, apdu)
         if apdu.encrypted:
             return [(deciphered, False)]
         return [(apdu.payload, False), (deciphered, False)]
 
     def _verified(self, apdu: CipheredApdu) -> Optional[bytes]:
         """Return the plaintext of an authenticated APDU whose tag verifies with the keys, else None."""
-        if self._aes is None or self._aad_key is None or not apdu.authenticated:
+        aead = self._aead
+        if aead is None or self._aad_key is None or not apdu.authenticated:
             return None
-        aad = bytes((apdu.security_control,)) + self._aad_key
-        if not apdu.encrypted and _gcm(self._aes, apdu, aad + apdu.payload, b"") is not None:
-            return apdu.payload
-        return _gcm(self._aes, apdu, aad, apdu.payload)
+        aad = self._aads.get(apdu.security_control)
+        if aad is None:
+            aad = self._aads[apdu.security_control] = bytes((apdu.security_control,)) + self._aad_key
+        if not apdu.encrypted and _tag_matches(aead, apdu, b"", aad + apdu.payload):
+            return apdu.payload  # authentication only: the tag covers SC || AK || the plaintext
+        plaintext = _keystream_xor(aead, apdu)
+        return plaintext if _tag_matches(aead, apdu, plaintext, aad) else None
 
     def is_authentic(self, apdu: CipheredApdu) -> bool:
         """Return True when the APDU is authenticated and its tag verifies with the keys (nothing counted)."""

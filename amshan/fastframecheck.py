@@ -1,4 +1,4 @@
-"""CRC-16/X-25, the HDLC frame and header check sequence, computed by crcmod's C extension."""
+"""The checksums, computed by crcmod's C extension: CRC-16/X-25 (HDLC frames, headers), CRC-16/ARC (P1)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ _LOGGER = logging.getLogger(__name__)
 
 BytesLike = Union[bytes, bytearray, memoryview]
 
-#: CRC-16/X-25 of ``data`` as sent on the wire (least significant byte first); the one CRC of amshan.
+#: CRC-16/X-25 of ``data`` as sent on the wire (least significant byte first); the one CRC of HDLC.
 crc16_x25: Callable[..., int] = crcmod.mkCrcFun(0x11021, rev=True, initCrc=0x0000, xorOut=0xFFFF)
+
+#: CRC-16/ARC (poly 0x8005 reflected, init 0, no final XOR): the P1 telegram checksum over '/' .. '!'.
+crc16_arc: Callable[..., int] = crcmod.mkCrcFun(0x18005, rev=True, initCrc=0x0000, xorOut=0x0000)
 
 #: What ``crc16_x25`` gives over a whole frame including a correct FCS (the residue 0xF0B8, complemented).
 GOOD_RESIDUE = 0x0F47

@@ -14,7 +14,10 @@ import enum
 import re
 from typing import List, NamedTuple, Protocol, Sequence, Tuple
 
-__all__ = ["FrameScanner", "Framer", "ScannedFrame", "Verdict"]
+__all__ = ["HISTORY", "FrameScanner", "Framer", "ScannedFrame", "Verdict"]
+
+HISTORY = 32
+"""Bytes before a candidate that a framer may look back at (they are kept across reads)."""
 
 
 class Verdict(enum.Enum):
@@ -32,11 +35,11 @@ class Framer(Protocol):
 
     name: str  # the transport's name in statistics ("hdlc", "mbus", "apdu", ...)
     start_bytes: bytes  # every byte a frame of this transport can start with
-    strong: bool  # its checks are strong enough that a valid frame proves an earlier candidate truncated
 
     def judge(self, buffer: bytes, position: int, size: int) -> Tuple[Verdict, int, int, int]:
         """Return (verdict, frame start, frame end, resume position) for the candidate at position.
 
+        Up to ``HISTORY`` bytes of the stream before position are in the buffer, whatever the chunking.
         The frame is ``buffer[start:end]`` (a framer may leave delimiters out); scanning resumes at
         ``resume`` after a valid frame or an idle run.  An invalid candidate's end is where its claimed
         length ends (its bytes are kept for diagnosis only).
@@ -60,13 +63,14 @@ class FrameScanner:
         self._by_byte = {byte: framer for framer in framers for byte in framer.start_bytes}
         self._starts = re.compile(b"[" + b"".join(re.escape(bytes((b,))) for b in self._by_byte) + b"]")
         self._max = max_frame_length
-        self._buffer = b""
+        self._buffer = b""  # up to HISTORY bytes already scanned, then the bytes not scanned yet
+        self._scanned = 0  # how many of the buffer's bytes are that history
         self._lookahead = 0  # buffer index from which to look past an incomplete candidate
         self.discarded_bytes = 0
 
     @property
     def buffered_bytes(self) -> int:
-        """Return how many bytes are held while a candidate is incomplete."""
+        """Return how many bytes are held while a candidate is incomplete (and a few bytes of history)."""
         return len(self._buffer)
 
     def read(self, data: bytes) -> List[ScannedFrame]:
@@ -76,7 +80,7 @@ class FrameScanner:
         frames: List[ScannedFrame] = []
         search = self._starts.search
         by_byte = self._by_byte
-        position = 0
+        position = self._scanned
         while True:
             found = search(buffer, position)
             if found is None:
@@ -96,7 +100,7 @@ class FrameScanner:
                 position = resume
                 continue
             if verdict is Verdict.INCOMPLETE:
-                if size - position <= self._max and not self._complete_after(buffer, position, size, framer):
+                if size - position <= self._max and not self._complete_after(buffer, position, size):
                     break
                 verdict = Verdict.INVALID
             if verdict is Verdict.INVALID:
@@ -105,15 +109,17 @@ class FrameScanner:
                 self._lookahead = 0
             self.discarded_bytes += 1
             position += 1
-        self._buffer = buffer[position:] if position < size else b""
-        self._lookahead = max(0, self._lookahead - position)
+        keep = max(0, position - HISTORY)
+        self._buffer = buffer[keep:]
+        self._scanned = position - keep
+        self._lookahead = max(0, self._lookahead - keep)
         return frames
 
-    def _complete_after(self, buffer: bytes, position: int, size: int, waiting: Framer) -> bool:
+    def _complete_after(self, buffer: bytes, position: int, size: int) -> bool:
         """Return True when a complete valid frame after the incomplete candidate proves it truncated.
 
-        A frame of a weak transport (a bare APDU, which other frames may contain) proves only a candidate
-        of its own transport truncated.  Candidates already judged for this one are not judged again.
+        Any transport's frame proves it: a bare APDU inside another transport's frame is none (its framer
+        looks at what stands before it).  Candidates already judged for this one are not judged again.
         """
         start = max(position + 1, self._lookahead)
         first_incomplete = -1
@@ -127,7 +133,7 @@ class FrameScanner:
             start = found.start()
             framer = by_byte[buffer[start]]
             verdict = framer.judge(buffer, start, size)[0]
-            if verdict is Verdict.VALID and (framer.strong or framer is waiting):
+            if verdict is Verdict.VALID:
                 return True
             if verdict is Verdict.INCOMPLETE and first_incomplete < 0:
                 first_incomplete = start

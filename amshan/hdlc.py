@@ -49,25 +49,35 @@ _MAX_CHECKED_HEADERS = 64
 _MAX_BROKEN = 16  # meters whose broken message's remaining segments the assembler drops
 
 
+def _address_end(data: bytes, position: int, end: int) -> int:
+    """Return the index after the address at ``position`` (an octet with bit 0 set ends it).
+
+    Returns -1 when the address is longer than four octets and -2 when ``end`` comes before its last octet.
+    """
+    if position < end and data[position] & 1:  # the common one-octet address
+        return position + 1
+    stop = min(position + _MAX_ADDRESS_LENGTH, end)
+    while position < stop and not data[position] & 1:
+        position += 1
+    if position >= end:
+        return -2
+    if position == stop:
+        return -1
+    return position + 1
+
+
 def _control_position(data: bytes, start: int, end: int) -> int:
     """Return the control field's index for a frame whose format field is at ``start``.
 
     Returns -1 when an address is longer than four octets and -2 when ``end`` comes before the control field.
     """
-    position = start + 2
-    for _ in range(2):  # destination address, then source address; an octet with bit 0 set ends one
-        if position < end and data[position] & 1:  # the common one-octet address
-            position += 1
-            continue
-        stop = min(position + _MAX_ADDRESS_LENGTH, end)
-        while position < stop and not data[position] & 1:
-            position += 1
-        if position >= end:
-            return -2
-        if position == stop:
-            return -1
-        position += 1
-    return position if position < end else -2
+    source = _address_end(data, start + 2, end)  # the destination address ends where the source starts
+    if source < 0:
+        return source
+    control = _address_end(data, source, end)
+    if control < 0:
+        return control
+    return control if control < end else -2
 
 
 class HdlcFrameHeader:
@@ -88,15 +98,15 @@ class HdlcFrameHeader:
 
     @property
     def frame_format_type(self) -> Optional[int]:
-        """Return the frame format type (0xA for type 3)."""
+        """Return the frame format type (0xA for type 3) once the format field is complete."""
         data = self._frame.frame_data
-        return data[0] >> 4 if data else None
+        return data[0] >> 4 if len(data) >= 2 else None
 
     @property
     def segmentation(self) -> Optional[bool]:
-        """Return the segmentation bit: True on every segment of a segmented message but the last."""
+        """Return the segmentation bit (set on every segment but the last) once the format field is read."""
         data = self._frame.frame_data
-        return bool(data[0] & 0x08) if data else None
+        return bool(data[0] & 0x08) if len(data) >= 2 else None
 
     @property
     def frame_length(self) -> Optional[int]:
@@ -104,25 +114,23 @@ class HdlcFrameHeader:
         data = self._frame.frame_data
         return (data[0] & 0x07) << 8 | data[1] if len(data) >= 2 else None
 
+    def _source_span(self) -> tuple[int, int]:
+        """Return where the source address starts and ends; each negative while its address is incomplete."""
+        data = self._frame.frame_data
+        start = _address_end(data, 2, len(data))
+        return start, _address_end(data, start, len(data)) if start >= 0 else start
+
     @property
     def destination_address(self) -> Optional[bytes]:
-        """Return the destination address octets."""
-        control = self._frame.control_position
-        if control < 0:
-            return None
-        data = self._frame.frame_data
-        end = 3
-        while not data[end - 1] & 1:
-            end += 1
-        return data[2:end]
+        """Return the destination address octets as soon as its last octet is there."""
+        start, _ = self._source_span()
+        return self._frame.frame_data[2:start] if start >= 0 else None
 
     @property
     def source_address(self) -> Optional[bytes]:
-        """Return the source address octets."""
-        destination = self.destination_address
-        if destination is None:
-            return None
-        return self._frame.frame_data[2 + len(destination) : self._frame.control_position]
+        """Return the source address octets as soon as its last octet is there."""
+        start, end = self._source_span()
+        return self._frame.frame_data[start:end] if end >= 0 else None
 
     @property
     def control(self) -> Optional[int]:
@@ -141,9 +149,9 @@ class HdlcFrameHeader:
 
     @property
     def information_position(self) -> Optional[int]:
-        """Return where the information field starts (after control and HCS)."""
-        control = self._frame.control_position
-        return control + 3 if control >= 0 else None
+        """Return where the information field starts (after control and HCS) once both addresses are read."""
+        _, end = self._source_span()
+        return end + 3 if end >= 0 else None
 
 
 _ALL_CHECKS_GOOD = (True, True, True)

@@ -83,8 +83,9 @@ def message_to_point(
     """Turn one decoded message into a point, or None when it carries no numeric value.
 
     Every int or float value becomes a float field (InfluxDB rejects a field whose type changes, and the same
-    quantity is an int from one meter and a float from another). Tags are ``meter_id`` and ``manufacturer``,
-    taken from the message or, when it lacks them (short lists), from the arguments. The timestamp is
+    quantity is an int from one meter and a float from another). Tags are ``meter_id`` and ``manufacturer``
+    (``meter_manufacturer``, or a P1 meter's ``meter_manufacturer_id``), taken from the message or, when it
+    lacks them (short lists), from the arguments. The timestamp is
     ``meter_datetime`` when present and ``use_meter_time`` is set (a naive one is read as the host's local
     time), else ``received_ns``.
     """
@@ -99,7 +100,7 @@ def message_to_point(
     found_id = message.get("meter_id", meter_id)
     if found_id is not None:
         tags["meter_id"] = str(found_id)
-    found_manufacturer = message.get("meter_manufacturer", manufacturer)
+    found_manufacturer = message.get("meter_manufacturer", message.get("meter_manufacturer_id", manufacturer))
     if found_manufacturer is not None:
         tags["manufacturer"] = str(found_manufacturer)
     timestamp_ns = received_ns
@@ -125,8 +126,9 @@ class PointMaker:
         received_ns = time.time_ns()
         if "meter_id" in message:
             self._meter_id = str(message["meter_id"])
-        if "meter_manufacturer" in message:
-            self._manufacturer = str(message["meter_manufacturer"])
+        found_manufacturer = message.get("meter_manufacturer", message.get("meter_manufacturer_id"))
+        if found_manufacturer is not None:
+            self._manufacturer = str(found_manufacturer)
         return message_to_point(
             message,
             received_ns=received_ns,

@@ -64,7 +64,6 @@ class MbusFramer:
 
     name = "mbus"
     start_bytes = b"\x68"
-    strong = True
 
     def judge(self, buffer: bytes, position: int, size: int) -> Tuple[Verdict, int, int, int]:
         """Return (verdict, start, end, resume) for the 0x68 at position; the frame includes 68 and 16."""

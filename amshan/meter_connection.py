@@ -8,11 +8,13 @@ import logging
 import time
 from abc import ABCMeta, abstractmethod
 from contextlib import suppress
-from typing import Any, Awaitable, Callable, ClassVar, Optional, Tuple, TypeVar
+from typing import Any, Awaitable, Callable, ClassVar, Dict, Optional, Tuple, TypeVar
 
 from amshan._ratelimit import LogLimiter
 from amshan.dlms import is_whole_apdu
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
+from amshan.items import ItemValue
+from amshan.reader import MeterReader, ReadFrame
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,15 +73,15 @@ DROP_POLICIES = ("newest", "oldest")
 """What a protocol's full bounded queue loses: the item that does not fit (default), or the oldest one."""
 
 
-class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
-    """An asyncio protocol cutting the meter's byte stream into HDLC frames; subclasses handle the frames."""
+class SmartMeterStreamProtocol(asyncio.Protocol, metaclass=ABCMeta):
+    """What every meter protocol shares: the connection's life, counters, a bounded queue, rare logs."""
 
     total_instance_counter: ClassVar[int] = 0
     # How often (seconds) a recurring warning or garbage summary may be logged.
     LOG_INTERVAL_SEC: ClassVar[float] = 60.0
 
-    def __init__(self, frame_reader: Optional[HdlcFrameReader] = None, *, drop: str = "newest") -> None:
-        """Use frame_reader, or a reader without octet stuffing (the meters' setting) when None.
+    def __init__(self, *, drop: str = "newest") -> None:
+        """Start unconnected, with zero counts.
 
         drop says what a full bounded queue loses: "newest" (the item that does not fit, the default) or
         "oldest" (the item waiting longest, so that a live meter's latest reading gets through).
@@ -88,9 +90,8 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
         if drop not in DROP_POLICIES:
             raise ValueError(f"drop must be one of {', '.join(DROP_POLICIES)}, not {drop!r}")
         self.drop = drop
-        self.instance_id: int = SmartMeterBaseProtocol.total_instance_counter
-        SmartMeterBaseProtocol.total_instance_counter += 1
-        self._frame_reader = frame_reader if frame_reader is not None else HdlcFrameReader()
+        self.instance_id: int = SmartMeterStreamProtocol.total_instance_counter
+        SmartMeterStreamProtocol.total_instance_counter += 1
         self._done: Optional[asyncio.Future[None]] = None
         with suppress(RuntimeError):  # created lazily when constructed outside a running loop
             self._done = asyncio.get_running_loop().create_future()
@@ -121,9 +122,9 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
         return self._last_frame_time
 
     @property
+    @abstractmethod
     def discarded_bytes(self) -> int:
-        """Return the number of noise bytes the frame reader skipped on this connection."""
-        return self._frame_reader.discarded_bytes
+        """Return the number of noise bytes skipped on this connection."""
 
     def _done_future(self) -> asyncio.Future[None]:
         if self._done is None:
@@ -158,35 +159,18 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
         _LOGGER.debug("%s: end of stream from %s", self._name(), self._transport_info)
         return False
 
+    @abstractmethod
     def data_received(self, data: bytes) -> None:
-        """Cut data into frames and hand each to frame_received; never raises, whatever the bytes."""
+        """Read the next bytes of the stream; never raises, whatever the bytes."""
+
+    def _tell_listener(self, data: bytes) -> None:
+        """Hand the received bytes to on_data, if set, before any framing; its failure is only logged."""
         if self.on_data is not None:
             try:
                 self.on_data(data)
             except Exception:  # the listener's failure must not cost the meter's data
                 if self._error_log.ready():
                     _LOGGER.exception("%s: the on_data listener failed", self._name())
-        try:
-            frames = self._frame_reader.read(data)
-        except Exception:  # a reader bug must not kill the connection: report it and go on
-            if self._error_log.ready():
-                _LOGGER.exception("%s: frame reader failed on %d bytes", self._name(), len(data))
-            return
-        valid = 0
-        for frame in frames:
-            try:
-                if frame.is_valid:
-                    valid += 1
-                else:
-                    self.invalid_frames += 1
-                self.frame_received(frame)
-            except Exception:
-                if self._error_log.ready():
-                    _LOGGER.exception("%s: handling a received frame failed", self._name())
-        if valid:
-            self.frames_received += valid
-            self._last_frame_time = time.monotonic()
-        self._log_garbage_summary()
 
     def _log_garbage_summary(self, force: bool = False) -> None:
         invalid = self.invalid_frames - self._summarised_invalid
@@ -234,6 +218,48 @@ class SmartMeterBaseProtocol(asyncio.Protocol, metaclass=ABCMeta):
                 self.queue_full_drops,
             )
             self._reported_drops = self.queue_full_drops
+
+
+class SmartMeterBaseProtocol(SmartMeterStreamProtocol):
+    """An asyncio protocol cutting the meter's byte stream into HDLC frames; subclasses handle the frames."""
+
+    def __init__(self, frame_reader: Optional[HdlcFrameReader] = None, *, drop: str = "newest") -> None:
+        """Use frame_reader, or a reader without octet stuffing (the meters' setting) when None.
+
+        See SmartMeterStreamProtocol for drop.
+        """
+        super().__init__(drop=drop)
+        self._frame_reader = frame_reader if frame_reader is not None else HdlcFrameReader()
+
+    @property
+    def discarded_bytes(self) -> int:
+        """Return the number of noise bytes the frame reader skipped on this connection."""
+        return self._frame_reader.discarded_bytes
+
+    def data_received(self, data: bytes) -> None:
+        """Cut data into frames and hand each to frame_received; never raises, whatever the bytes."""
+        self._tell_listener(data)
+        try:
+            frames = self._frame_reader.read(data)
+        except Exception:  # a reader bug must not kill the connection: report it and go on
+            if self._error_log.ready():
+                _LOGGER.exception("%s: frame reader failed on %d bytes", self._name(), len(data))
+            return
+        valid = 0
+        for frame in frames:
+            try:
+                if frame.is_valid:
+                    valid += 1
+                else:
+                    self.invalid_frames += 1
+                self.frame_received(frame)
+            except Exception:
+                if self._error_log.ready():
+                    _LOGGER.exception("%s: handling a received frame failed", self._name())
+        if valid:
+            self.frames_received += valid
+            self._last_frame_time = time.monotonic()
+        self._log_garbage_summary()
 
     @abstractmethod
     def frame_received(self, frame: HdlcFrame) -> None:
@@ -289,7 +315,89 @@ class SmartMeterFrameContentProtocol(SmartMeterBaseProtocol):
             self._put(self.queue, content)
 
 
-MeterTransportProtocol = Tuple[asyncio.BaseTransport, SmartMeterBaseProtocol]
+class _MeterReaderProtocol(SmartMeterStreamProtocol):
+    """A protocol reading any transport (HDLC, M-Bus, bare ciphered APDUs) with a MeterReader and the keys."""
+
+    def __init__(
+        self,
+        encryption_key: Optional[bytes] = None,
+        authentication_key: Optional[bytes] = None,
+        *,
+        drop: str = "newest",
+    ) -> None:
+        """Read with a MeterReader holding the meter's keys (16 bytes each, or None); drop as for the base."""
+        super().__init__(drop=drop)
+        self.reader = MeterReader(encryption_key, authentication_key)
+
+    @property
+    def discarded_bytes(self) -> int:
+        """Return the number of bytes outside every frame on this connection."""
+        return self.reader.discarded_bytes
+
+    def data_received(self, data: bytes) -> None:
+        """Read data with the MeterReader and deliver what it completes; never raises, whatever the bytes."""
+        self._tell_listener(data)
+        stats = self.reader.stats
+        valid, invalid = stats.valid_frames, stats.invalid_frames
+        try:
+            self._deliver(data)
+        except Exception:  # a consumer's queue or a bug must not kill the connection: report it, go on
+            if self._error_log.ready():
+                _LOGGER.exception("%s: handling %d received bytes failed", self._name(), len(data))
+        self.invalid_frames += stats.invalid_frames - invalid
+        if stats.valid_frames > valid:
+            self.frames_received += stats.valid_frames - valid
+            self._last_frame_time = time.monotonic()
+        self._log_garbage_summary()
+
+    @abstractmethod
+    def _deliver(self, data: bytes) -> None:
+        """Feed data to the reader and queue what it completes."""
+
+
+class SmartMeterMessageProtocol(_MeterReaderProtocol):
+    """Put the dictionary of each decoded message on a queue: any transport, decrypted with the keys."""
+
+    def __init__(
+        self,
+        destination_queue: asyncio.Queue[Dict[str, ItemValue]],
+        encryption_key: Optional[bytes] = None,
+        authentication_key: Optional[bytes] = None,
+        *,
+        drop: str = "newest",
+    ) -> None:
+        """Send decoded dictionaries to destination_queue; the keys are the meter's (16 bytes, or None)."""
+        super().__init__(encryption_key, authentication_key, drop=drop)
+        self.queue: asyncio.Queue[Dict[str, ItemValue]] = destination_queue
+
+    def _deliver(self, data: bytes) -> None:
+        """Queue the dictionary of every message the data completes."""
+        for message in self.reader.read(data):
+            self._put(self.queue, message)
+
+
+class SmartMeterReadFrameProtocol(_MeterReaderProtocol):
+    """Put every frame of any transport, with the message it completes, on a queue (diagnosis, decoding)."""
+
+    def __init__(
+        self,
+        destination_queue: asyncio.Queue[ReadFrame],
+        encryption_key: Optional[bytes] = None,
+        authentication_key: Optional[bytes] = None,
+        *,
+        drop: str = "newest",
+    ) -> None:
+        """Send ReadFrame items to destination_queue; the keys let bare ciphered APDUs be recognised."""
+        super().__init__(encryption_key, authentication_key, drop=drop)
+        self.queue: asyncio.Queue[ReadFrame] = destination_queue
+
+    def _deliver(self, data: bytes) -> None:
+        """Queue every frame the data completes."""
+        for frame in self.reader.read_frames(data):
+            self._put(self.queue, frame)
+
+
+MeterTransportProtocol = Tuple[asyncio.BaseTransport, SmartMeterStreamProtocol]
 
 AsyncConnectionFactory = Callable[[], Awaitable[MeterTransportProtocol]]
 

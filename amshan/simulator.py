@@ -1,9 +1,12 @@
 """A simulated meter: a TCP server that pushes real captured HAN frames, like a meter behind ser2net.
 
 It serves the quick start (``amshan demo``), tests, and people developing against amshan without a meter
-(``amshan simulate``). The frames are real Aidon, Kaifa and Kamstrup captures from Norway, bundled as package
-data (``amshan/data/*.txt``, one HDLC frame per line as hex); every client gets its own replay from the first
-frame, at a configurable (accelerated) cadence.
+(``amshan simulate``). The frames are real Aidon, Kaifa and Kamstrup captures from Norway and real P1
+telegrams from Sweden, the Netherlands and Belgium, bundled as package data (``amshan/data/*.txt``, one HDLC
+frame or P1 telegram per line as hex); every client gets its own replay from the first frame, at a
+configurable (accelerated) cadence.  Two ciphered streams need keys, which ``bundled_keys``
+gives: ``dk`` (Danish Kamstrup in HDLC, SC 0x30, corpus plaintexts ciphered with demo keys) and ``at``
+(Austrian M-Bus, SC 0x20, the official Netz NOE example and its published key); each line is one message.
 """
 
 from __future__ import annotations
@@ -18,8 +21,28 @@ from types import TracebackType
 
 _LOGGER = logging.getLogger(__name__)
 
-METERS = ("aidon", "kaifa", "kamstrup")
+METERS = ("aidon", "kaifa", "kamstrup", "dk", "at")
+PLAIN_METERS = ("aidon", "kaifa", "kamstrup")  # what "all" interleaves: they need no keys
+P1_METERS = ("p1-se", "p1-nl", "p1-be")  # P1 telegrams: what "p1" interleaves
+GROUPS = {"all": PLAIN_METERS, "p1": P1_METERS}
 DEFAULT_INTERVAL = 1.0
+METER_NAMES = {
+    "all": "Aidon, Kaifa and Kamstrup",
+    "aidon": "Aidon",
+    "kaifa": "Kaifa",
+    "kamstrup": "Kamstrup",
+    "dk": "ciphered Danish Kamstrup (HDLC)",
+    "at": "ciphered Austrian M-Bus",
+    "p1": "Swedish, Dutch and Belgian P1",
+    "p1-se": "Swedish P1",
+    "p1-nl": "Dutch P1",
+    "p1-be": "Belgian P1",
+}
+"""What each choice of ``--meter`` sends, for people."""
+_KEYS = {  # public keys of the ciphered streams: (encryption key, authentication key)
+    "dk": ("000102030405060708090a0b0c0d0e0f", "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf"),  # DLMS demo keys
+    "at": ("36c66639e48a8ca4d6bc8b282a793bbb", None),  # Netz NOE's published example key (no AK)
+}
 
 
 def parse_hex_line(line: str) -> bytes | None:
@@ -33,13 +56,24 @@ def parse_hex_line(line: str) -> bytes | None:
     return bytes.fromhex(text.replace(":", " "))
 
 
+def bundled_keys(meter: str) -> tuple[bytes | None, bytes | None]:
+    """Return the (public) encryption and authentication keys of a bundled stream; (None, None) if plain."""
+    encryption_key, authentication_key = _KEYS.get(meter, (None, None))
+    return (
+        None if encryption_key is None else bytes.fromhex(encryption_key),
+        None if authentication_key is None else bytes.fromhex(authentication_key),
+    )
+
+
 def bundled_frames(meter: str = "all") -> list[bytes]:
-    """Return the bundled frames of one meter (aidon, kaifa, kamstrup) or of all three, interleaved."""
-    if meter == "all":
-        lists = [bundled_frames(name) for name in METERS]
+    """Return the bundled frames of one meter (METERS, P1_METERS) or of a group ("all", "p1"), mixed."""
+    if meter in GROUPS:
+        lists = [bundled_frames(name) for name in GROUPS[meter]]
         return [frame for group in itertools.zip_longest(*lists) for frame in group if frame is not None]
-    if meter not in METERS:
-        raise ValueError(f"expected a meter among {', '.join(METERS)} or all, found {meter!r}")
+    if meter not in METERS + P1_METERS:
+        raise ValueError(
+            f"expected a meter among {', '.join(METERS + P1_METERS)}, all or p1, found {meter!r}"
+        )
     text = resources.files("amshan").joinpath(f"data/{meter}.txt").read_text(encoding="ascii")
     return [frame for frame in map(parse_hex_line, text.splitlines()) if frame is not None]
 

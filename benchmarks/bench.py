@@ -37,8 +37,12 @@ CORPUS = ROOT.parent / "shared" / "corpus" / "frames.jsonl"
 OLD_VENV = HERE / ".old-venv"
 OLD_SPEC = "amshan==2021.12.1"  # yanked on PyPI; an exact pin still installs it
 RUNNER = HERE / "_runner.py"
+METER_READER = HERE / "_meter_reader.py"
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+from _p1 import report_p1, run_p1  # noqa: E402
+from _venvs import venv_python  # noqa: E402
 
 #: (label, corpus ids in stream order): real, valid, unencrypted single-frame HDLC captures
 METERS: List[Tuple[str, Tuple[str, ...]]] = [
@@ -72,6 +76,8 @@ FULL = {
     "random_bytes": 200_000_000,
     "big_bytes": 100_000_000,
     "big_runs": 3,
+    "p1_stream_bytes": 5_000_000,
+    "p1_dsmr_stream_bytes": 500_000,
 }
 QUICK = {
     "stream_bytes": 3_000_000,
@@ -82,6 +88,8 @@ QUICK = {
     "random_bytes": 40_000_000,
     "big_bytes": 20_000_000,
     "big_runs": 3,
+    "p1_stream_bytes": 1_500_000,
+    "p1_dsmr_stream_bytes": 150_000,
 }
 CHUNK = 1024
 VARIANTS = 16
@@ -350,63 +358,47 @@ def load_meters() -> List[Dict[str, Any]]:
 
 def old_python() -> Path:
     """Return the old venv's python, creating the venv with amshan 2021.12.1 on first use."""
-    bindir = "Scripts" if os.name == "nt" else "bin"
-    python = OLD_VENV / bindir / ("python.exe" if os.name == "nt" else "python")
-    stamp = OLD_VENV / ".installed"
-    # the same Python as ours, or the ratios would compare interpreters too
-    wanted = f"{OLD_SPEC} on Python {sys.version_info[0]}.{sys.version_info[1]}\n"
-    if python.exists() and stamp.is_file() and stamp.read_text(encoding="utf-8") == wanted:
-        return python
-    print(f"creating {OLD_VENV}: {wanted.strip()} ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(OLD_VENV)], check=True)
-    pip = subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", OLD_SPEC],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if pip.returncode != 0:
-        raise SystemExit(f"pip install {OLD_SPEC} failed:\n{pip.stdout}{pip.stderr}")
-    subprocess.run(
-        [str(python), "-c", "import amshan.hdlc, amshan.autodecoder, amshan.meter_connection"],
-        check=True,
-        cwd=str(HERE),
-    )
-    stamp.write_text(wanted, encoding="utf-8")
-    return python
+    check = "import amshan.hdlc, amshan.autodecoder, amshan.meter_connection"
+    return venv_python(OLD_VENV, [OLD_SPEC], check)
 
 
 def _python_for(impl: str) -> str:
     return str(old_python()) if impl == "old" else sys.executable
 
 
-def run_task(impl: str, job: Dict[str, Any]) -> Dict[str, Any]:
-    """Run one memory task in a fresh subprocess of the implementation's interpreter; return its result."""
-    proc = subprocess.run(
-        [_python_for(impl), str(RUNNER), impl, "task"],
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        cwd=str(HERE),
-        check=False,
-    )
+def _run_json(argv: List[str], stdin: str, what: str) -> Dict[str, Any]:
+    """Run a fresh process that prints one JSON object; return it, or {"error": ...} when it fails."""
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, cwd=str(HERE), check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-        print(f"!! {impl} {job['task']} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
-        return {"impl": impl, "error": tail}
+        print(f"!! {what} failed (exit {proc.returncode}):\n{tail}", file=sys.stderr)
+        return {"error": tail}
     result: Dict[str, Any] = json.loads(proc.stdout)
     return result
 
 
-class Server:
-    """One implementation's _runner.py in serve mode: timed passes on request."""
+def run_task(impl: str, job: Dict[str, Any]) -> Dict[str, Any]:
+    """Run one memory task in a fresh subprocess of the implementation's interpreter; return its result."""
+    argv = [_python_for(impl), str(RUNNER), impl, "task"]
+    result = _run_json(argv, json.dumps(job), f"{impl} {job['task']}")
+    return {"impl": impl, **result} if "error" in result else result
 
-    def __init__(self, impl: str) -> None:
+
+def run_meter_reader(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Run the MeterReader rows (_meter_reader.py, ours only) in a fresh process; return its figures."""
+    job = json.dumps({"stream_bytes": cfg["stream_bytes"], "runs": cfg["runs"]})
+    return _run_json([sys.executable, str(METER_READER), job], "", "MeterReader rows")
+
+
+class Server:
+    """One implementation's runner (_runner.py in serve mode, or argv's): timed passes on request."""
+
+    def __init__(self, impl: str, argv: Optional[List[str]] = None) -> None:
         self.impl = impl
         # a file, not a pipe: a pipe nobody reads could fill and block the runner; closed in close()
         self.stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [_python_for(impl), str(RUNNER), impl, "serve"],
+            argv or [_python_for(impl), str(RUNNER), impl, "serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.stderr,
@@ -701,6 +693,25 @@ def report(results: Dict[str, Any], cfg: Dict[str, Any], meters: List[Dict[str, 
             for part in ("decoder", "pipeline")
         ]
         print(f"  {name:<20} ours/floor: decoder {ratios[0]:>7}, pipeline {ratios[1]:>7}")
+    readers = results.get("meter_reader")
+    if readers and "error" not in readers:
+        print("\n(e) MeterReader (any transport, no flag) against the pipeline, messages/s  (issue 11)")
+        header = f"{'stream':<36}{'pipeline':>12}{'MeterReader':>13}{'ratio':>8}"
+        print(header + "\n" + "-" * len(header))
+        for kind in ("plain", "ciphered"):
+            for name, row in readers[kind].items():
+                label = f"{name} (ciphered)" if kind == "ciphered" else name
+                flag = "" if row["ok"] else " !"
+                print(
+                    f"{label:<36}{_num(row['pipeline']['msgs_per_s']):>12}"
+                    f"{_num(row['meter_reader']['msgs_per_s']) + flag:>13}{row['ratio']:>7.2f}x"
+                )
+        print("  ciphered rows: the pipeline reads the same messages unciphered in HDLC frames")
+        print("\nTargets (issue 11)")
+        for name, row in readers["plain"].items():
+            target(f"MeterReader/pipeline, {name}", row["ratio"], 0.9, fmt="{:.2f}x")
+        for name, row in readers["ciphered"].items():
+            target(f"ciphered MeterReader/plain pipeline, {name[:22]}", row["ratio"], 0.5, fmt="{:.2f}x")
     bad, raised = [], {}
     for impl in ("ours", "old", "floor"):
         for meter in meters:
@@ -732,6 +743,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     parser.add_argument("--only", choices=["ours", "old", "floor"], action="append", help="run only these")
     parser.add_argument("--json", type=Path, help="also write all figures to this file")
+    parser.add_argument("--p1", action="store_true", help="only the P1 part (f): MeterReader vs dsmr_parser")
     parser.add_argument("--mqtt-only", action="store_true", help="run only the MQTT row (needs mosquitto)")
     args = parser.parse_args()
     from _mqtt_bench import print_mqtt, run_mqtt
@@ -741,6 +753,14 @@ def main() -> None:
         print_mqtt(run_mqtt(mqtt_messages, mqtt_rounds))
         return
     cfg = dict(QUICK if args.quick else FULL)
+    if args.p1:
+        mode = "quick" if args.quick else "full"
+        print(f"amshan P1 benchmark ({mode}): Python {platform.python_version()} on {_cpu_name()}")
+        p1 = run_p1(cfg, CHUNK, Server)
+        ratios = report_p1(p1)
+        if args.json:
+            args.json.write_text(json.dumps({"config": cfg, "p1": p1, "p1_ratios": ratios}, indent=1))
+        return
     meters = load_meters()
     impls = args.only or ["ours", "old", "floor"]
     if "old" in impls:
@@ -781,7 +801,12 @@ def main() -> None:
             results[impl]["big_read"] = run_task(
                 impl, {**base, "task": "big_read", "big_bytes": cfg["big_bytes"], "runs": cfg["big_runs"]}
             )
+    if "ours" in impls:
+        print("... ours: MeterReader rows", file=sys.stderr, flush=True)
+        results["meter_reader"] = run_meter_reader(cfg)
+    results["p1"] = run_p1(cfg, CHUNK, Server)
     verdicts = report(results, cfg, meters)
+    verdicts["p1"] = report_p1(results["p1"])
     results["mqtt"] = run_mqtt(mqtt_messages, mqtt_rounds)
     print_mqtt(results["mqtt"])
     print(f"\n(total {time.perf_counter() - started:.0f} s)")

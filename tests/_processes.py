@@ -13,20 +13,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-import crcmod.predefined
+from _hdlc_builder import build_frame, check_octets
 from _support import corpus_frames, require_tool
 
 READY_TIMEOUT_SEC = 5.0
 STOP_TIMEOUT_SEC = 3.0
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = READY_TIMEOUT_SEC) -> None:
-    """Poll predicate every few milliseconds until it holds; fail after timeout saying what was awaited."""
+def wait_until(
+    predicate: Callable[[], bool], what: str, timeout: float = READY_TIMEOUT_SEC, poll: float = 0.005
+) -> None:
+    """Poll predicate every ``poll`` seconds until it holds; fail after timeout saying what was awaited."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up after {timeout} s waiting for {what}")
-        time.sleep(0.005)
+        time.sleep(poll)
 
 
 def free_tcp_port() -> int:
@@ -175,6 +177,28 @@ async def write_paced(fd: int, chunks: list[bytes], timeout: float = 10.0) -> No
         await asyncio.sleep(0)
 
 
+END_MARK = b"\xe6\xe7\x00end of the batch"
+"""The content of the frame ``receive_until_end_mark`` sends after a batch (no meter sends it)."""
+
+
+async def receive_until_end_mark(
+    queue: asyncio.Queue[bytes], fd: int, timeout: float = 10.0
+) -> list[bytes]:
+    """Write the end-mark frame to fd after a batch; return every message content that came before it.
+
+    The byte stream is ordered, so once the mark is out nothing written before it can follow: what arrived is
+    counted at the source, not guessed from a quiet spell (a late duplicate shows up in the returned list).
+    """
+    await write_paced(fd, [build_frame(END_MARK)], timeout)
+    deadline = time.monotonic() + timeout
+    got: list[bytes] = []
+    while True:
+        content = await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
+        if content == END_MARK:
+            return got
+        got.append(content)
+
+
 async def run_bounded(*argv: str, timeout: float) -> tuple[int, str, str]:
     """Run a command without blocking the loop, killed if it overruns timeout; return code, stdout, stderr."""
     process = await asyncio.create_subprocess_exec(
@@ -287,7 +311,6 @@ def random_chunks(data: bytes, rng: random.Random, largest: int = 64) -> list[by
     return chunks
 
 
-_X25 = crcmod.predefined.mkCrcFun("x-25")
 DATA_NOTIFICATION = bytes.fromhex("e6e7000f")  # LLC header, then the data-notification tag (han-spec 3)
 
 
@@ -312,7 +335,7 @@ class NumberedFrames:
         template, start = self.templates[number % len(self.templates)]
         frame = bytearray(template)
         frame[start + 4 : start + 8] = number.to_bytes(4, "big")
-        frame[-3:-1] = _X25(bytes(frame[1:-3])).to_bytes(2, "little")
+        frame[-3:-1] = check_octets(bytes(frame[1:-3]))
         return bytes(frame)
 
     def message(self, number: int) -> bytes:

@@ -1,9 +1,11 @@
 """Feed endless garbage to a reader or a protocol in a fresh process; print memory, time, logs (JSON).
 
 python tests/_resource_probe.py reader|meter|content|frames random|headers|dense|mbus|apdu MEGABYTES [CHUNK]
+python tests/_resource_probe.py p1 slash|line|values|slashes MEGABYTES [CHUNK]   # hostile P1 text
 
 "reader" is the HDLC frame reader; "meter" is MeterReader with both keys (so bare ciphered APDUs are
-looked for too); "mbus" and "apdu" are hostile M-Bus and ciphered-APDU headers claiming their longest lengths.
+looked for too); "mbus" and "apdu" are hostile M-Bus and ciphered-APDU headers claiming their longest lengths;
+"p1" is MeterReader on endless P1 text (see P1_HOSTILE).
 
 Peak RSS is read from /proc/self/status (VmHWM, reset through /proc/self/clear_refs after warming up), so the
 figure is this process's growth while reading, not the interpreter's start-up.  The protocols are fed through
@@ -42,6 +44,30 @@ def _status_kib(key: str) -> int:
         match = re.search(rf"^{key}:\s+(\d+) kB", status.read(), re.MULTILINE)
     assert match, key
     return int(match.group(1))
+
+
+P1_HOSTILE = {  # (what starts the stream, what repeats forever)
+    "slash": (b"/ABC5\r\n\r\n", b"1-0:1.8.0(00001234.567*kWh)\r\n"),  # a telegram that never ends
+    "line": (b"/ABC5\r\n\r\n1-0:1.8.0(", b"1234567890"),  # one endless line
+    "values": (b"/ABC5\r\n\r\n1-0:99.97.0", b"(1)"),  # endless values on one line
+    "slashes": (b"", b"/ABC5 text/\r\n/x\r\n\r\n1-0:1.7.0(1/2)\r\n"),  # a '/' in every line
+}
+
+
+def p1_garbage(kind: str, chunk: int) -> Callable[[], bytes]:
+    """Return a generator of the chunks of one endless hostile P1 stream."""
+    start, unit = P1_HOSTILE[kind]
+    block = unit * (2 * chunk // len(unit) + 2)
+    head, offset = start, 0
+
+    def next_chunk() -> bytes:
+        nonlocal head, offset
+        body = block[offset : offset + chunk - len(head)]
+        data, head = head + body, b""
+        offset = (offset + len(body)) % len(unit)
+        return data
+
+    return next_chunk
 
 
 def garbage(kind: str, chunk: int, seed: int = 20) -> Callable[[], bytes]:
@@ -184,9 +210,13 @@ def main() -> None:
     """Run one scenario and print its figures as one JSON line."""
     target, kind, megabytes = sys.argv[1], sys.argv[2], float(sys.argv[3])
     chunk = int(sys.argv[4]) if len(sys.argv) > 4 else 64 * 1024
-    next_chunk = garbage(kind, chunk)
     total = int(megabytes * MIB)
-    feed_reader(next_chunk, min(64 * chunk, 4 * MIB))  # warm up allocator and caches
+    if target == "p1":
+        feed_meter_reader(p1_garbage(kind, chunk), min(64 * chunk, 4 * MIB))  # warm up
+        next_chunk = p1_garbage(kind, chunk)
+    else:
+        next_chunk = garbage(kind, chunk)
+        feed_reader(next_chunk, min(64 * chunk, 4 * MIB))  # warm up allocator and caches
     counter = _Counter()
     logger = logging.getLogger("amshan")
     logger.addHandler(counter)
@@ -197,7 +227,7 @@ def main() -> None:
     started = time.perf_counter()
     if target == "reader":
         result = feed_reader(next_chunk, total)
-    elif target == "meter":
+    elif target in ("meter", "p1"):
         result = feed_meter_reader(next_chunk, total)
     else:
         result = asyncio.run(feed_protocol(target, next_chunk, total))

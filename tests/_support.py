@@ -12,7 +12,11 @@ from typing import Any
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CORPUS_DIR = PROJECT_ROOT.parent / "shared" / "corpus"
+# ../shared beside the project; mutmut runs the tests from a copy one level down (mutants/), so look upwards
+CORPUS_DIR = next(
+    (up / "shared" / "corpus" for up in PROJECT_ROOT.parents if (up / "shared" / "corpus").is_dir()),
+    PROJECT_ROOT.parent / "shared" / "corpus",
+)
 
 INSTALL_HINT = {
     "socat": "apt-get install socat",

@@ -420,3 +420,72 @@ def test_max_shapes_0_turns_the_cache_off() -> None:
     for _ in range(5):
         assert decoder.decode_frame_content(AIDON_LIST_3) == AutoDecoder().decode_frame_content(AIDON_LIST_3)
     assert decoder.shape_cache_hits == 0
+
+
+# The shape cache, deterministically: every decodable corpus message, then the same message with every
+# number, every date-time and the invoke id changed, must give through the cache what the full decoder gives.
+
+_NUMBER_SIZES = {0x05: 4, 0x06: 4, 0x0D: 1, 0x0F: 1, 0x10: 2, 0x11: 1, 0x12: 2, 0x14: 8, 0x15: 8, 0x16: 1,
+                 0x17: 4, 0x18: 8}  # fmt: skip
+_OTHER_MOMENT = enc.date_time_bytes(datetime(2023, 5, 6, 7, 8, 9), deviation=-60)
+
+
+def _corpus_messages() -> list[bytes]:
+    from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
+
+    found = []
+    for vector in corpus_frames(valid=True):
+        raw = bytes.fromhex(vector["hex"])
+        if vector["layer"] in ("llc", "apdu"):
+            contents = [raw]
+        elif vector["layer"] == "hdlc":
+            assembler = HdlcMessageAssembler()
+            contents = [m for m in map(assembler.add, HdlcFrameReader().read(raw)) if m]
+        else:
+            continue
+        found += [c for c in contents if AutoDecoder().decode_message(c) is not None]
+    return found
+
+
+def _with_new_values(content: bytes, decoder_name: str, salt: int) -> bytes:
+    """Return content with each number's bytes, each 12-byte date-time and the invoke id replaced."""
+    from amshan.dlms import apdu_offset, read_notification_header
+
+    trace: list[tuple[int, bytes, int]] = []
+    DECODERS[decoder_name](content, trace)
+    variant = bytearray(content)
+    for position, _, _ in trace:
+        size = _NUMBER_SIZES.get(content[position])
+        if size is not None and content[position] not in (0x17, 0x18):  # floats: keep them finite
+            variant[position + 1 : position + 1 + size] = bytes((salt + 37 * k) & 0xFF for k in range(size))
+        elif content[position] == 0x09 and content[position + 1] == 12:
+            variant[position + 2 : position + 14] = _OTHER_MOMENT
+    header = read_notification_header(content)
+    if header.date_time_offset >= 0:
+        variant[header.date_time_offset : header.date_time_offset + 12] = _OTHER_MOMENT
+    invoke = apdu_offset(content) + 1
+    variant[invoke : invoke + 4] = bytes((salt, 1, 2, 3))
+    return bytes(variant)
+
+
+@pytest.mark.parametrize("salt", [1, 0xA5])
+def test_the_shape_cache_reads_new_values_as_the_full_decoder_does(salt: int) -> None:
+    messages = _corpus_messages()
+    assert len(messages) >= 100
+    for content in messages:
+        decoder = AutoDecoder()
+        for _ in range(2):  # a skeleton becomes a shape on its second sighting
+            assert decoder.decode_frame_content(content) is not None
+        assert decoder.shape_cache_hits == 0
+        name = decoder.previous_success_decoder
+        assert name is not None
+        variant = _with_new_values(content, name, salt)
+        cached = decoder.decode_frame_content(variant)
+        full = AutoDecoder().decode_message(variant)
+        assert full is not None, content.hex()
+        expected = item_model.message_to_dict(full)
+        assert cached == expected, content.hex()
+        assert cached is not None and list(cached) == list(expected)
+        assert {k: type(v) for k, v in cached.items()} == {k: type(v) for k, v in expected.items()}
+        assert decoder.shape_cache_hits == 1, content.hex()  # the variant went through the cached shape
+        assert decoder.previous_success_decoder == name

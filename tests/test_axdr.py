@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import _cosem_encoder as enc
 import pytest
@@ -18,8 +19,10 @@ from amshan.axdr import (
     DataType,
     decode_date_time,
     read_data,
+    read_date,
     read_date_time,
     read_length,
+    read_time,
 )
 
 
@@ -287,3 +290,111 @@ def _compound(children: st.SearchStrategy[tuple[bytes, object]]) -> st.SearchStr
 def test_random_values_read_back_as_encoded(case: tuple[bytes, object]) -> None:
     encoded, value = case
     assert read_all(encoded) == value
+
+
+# Field ranges at their bounds (Blue Book 4.1.6.1): a value inside its range is kept, one past it is "not
+# specified" (None); the instant exists only when every field is inside its range.
+DATE_TIME_BOUNDS = [  # (field index, lowest, highest) of the 12-byte date-time
+    (1, 1, 12),  # month
+    (2, 1, 31),  # day of month
+    (3, 1, 7),  # day of week
+    (4, 0, 23),  # hour
+    (5, 0, 59),  # minute
+    (6, 0, 59),  # second
+    (7, 0, 99),  # hundredths
+]
+ORDINARY = (2021, 3, 1, 1, 12, 30, 30, 50, -0x8000, 0)  # 2021-03-01 12:30:30.50, deviation not specified
+
+
+def with_field(index: int, value: int) -> tuple[int, ...]:
+    fields = list(ORDINARY)
+    fields[index] = value
+    return tuple(fields)
+
+
+@pytest.mark.parametrize(("index", "low", "high"), DATE_TIME_BOUNDS)
+def test_date_time_fields_kept_inside_their_range_none_outside(index: int, low: int, high: int) -> None:
+    for value, kept in ((low, True), (high, True), (low - 1, False), (high + 1, False)):
+        if value < 0:  # hour, minute, second, hundredths start at 0
+            continue
+        parsed = read_date_time(enc.date_time_bytes(raw_fields=with_field(index, value)), 0)
+        assert parsed[index] == (value if kept else None), (index, value)
+
+
+@pytest.mark.parametrize(("index", "low", "high"), [bound for bound in DATE_TIME_BOUNDS if bound[0] < 4])
+def test_date_fields_are_kept_inside_their_range_and_none_outside(index: int, low: int, high: int) -> None:
+    for value, kept in ((low, True), (high, True), (low - 1, False), (high + 1, False)):
+        raw = enc.date_time_bytes(raw_fields=with_field(index, value))[:5]
+        assert read_date(raw, 0)[index] == (value if kept else None), (index, value)
+
+
+@pytest.mark.parametrize(("index", "low", "high"), [bound for bound in DATE_TIME_BOUNDS if bound[0] >= 4])
+def test_time_fields_are_kept_inside_their_range_and_none_outside(index: int, low: int, high: int) -> None:
+    for value, kept in ((low, True), (high, True), (high + 1, False)):
+        raw = enc.date_time_bytes(raw_fields=with_field(index, value))[5:9]
+        assert read_time(raw, 0)[index - 4] == (value if kept else None), (index, value)
+
+
+@pytest.mark.parametrize(
+    ("deviation", "offset_minutes"), [(720, -720), (-720, 720), (721, None), (-721, None)]
+)
+def test_deviation_bounds(deviation: int, offset_minutes: int | None) -> None:
+    raw = enc.date_time_bytes(raw_fields=with_field(8, deviation))
+    moment = decode_date_time(raw, 0)
+    if offset_minutes is None:
+        assert moment is None and read_date_time(raw, 0).datetime is None
+    else:
+        assert moment is not None and moment.utcoffset() == timedelta(minutes=offset_minutes)
+
+
+@pytest.mark.parametrize(
+    ("read", "size", "what"),
+    [(read_date_time, 12, "date-time"), (decode_date_time, 12, "date-time"), (read_date, 5, "date"),
+     (read_time, 4, "time")],
+)  # fmt: skip
+def test_too_few_bytes_raise_at_the_field_saying_how_many(read: Any, size: int, what: str) -> None:
+    data = bytes(range(1, size + 3))
+    assert read(data, 2) is not None or read is decode_date_time  # exactly enough bytes from pos 2
+    for pos, found in ((3, size - 1), (len(data), 0), (len(data) + 5, 0), (-1, None)):
+        with pytest.raises(DecodeError) as raised:
+            read(data, pos)
+        assert raised.value.offset == pos
+        if found is not None:
+            assert f"expected {size} {what} bytes, found {found}" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("encoded", "size"),
+    [("03", 1), ("05000000", 4), ("06000000", 4), ("0d", 1), ("0f", 1), ("10ff", 2), ("1100", 0),
+     ("12ff", 2), ("14" + "00" * 7, 8), ("15" + "00" * 7, 8), ("1600", 0), ("17" + "00" * 3, 4),
+     ("18" + "00" * 7, 8), ("19" + "00" * 11, 12), ("1a" + "00" * 4, 5), ("1b" + "00" * 3, 4)],
+)  # fmt: skip
+def test_truncated_fixed_size_values_say_size_and_offset(encoded: str, size: int) -> None:
+    data = bytes.fromhex(encoded)
+    if size == 0:  # one-octet types whose octet is there: complete
+        assert read_data(data, 0)[1] == 2
+        return
+    with pytest.raises(DecodeError) as raised:
+        read_data(data, 0)
+    assert raised.value.offset == 1
+    assert f"expected {size} value bytes, found {len(data) - 1}" in str(raised.value)
+    assert read_data(data + b"\x00", 0)[1] == len(data) + 1  # one more octet completes it
+
+
+def test_text_types_keep_what_is_not_padding_and_replace_what_does_not_decode() -> None:
+    assert read_all(enc.visible_string("AX")) == "AX"  # only NUL padding is dropped, no other letter
+    assert read_all(bytes.fromhex("0a04") + b"X\x00\x00\x00") == "X"
+    assert read_all(bytes.fromhex("0c03") + b"a\xffb") == "a\ufffdb"  # invalid UTF-8 becomes U+FFFD
+    assert read_all(bytes.fromhex("0a02") + b"\xc5X") == "\ufffdX"
+
+
+def test_an_unusual_deviation_gets_its_own_offset() -> None:
+    moment = decode_date_time(enc.date_time_bytes(datetime(2021, 3, 1, 12, 0, 0), deviation=-37), 0)
+    assert moment is not None and moment.utcoffset() == timedelta(minutes=37)
+
+
+def test_a_nested_count_larger_than_the_rest_is_reported_where_it_stands() -> None:
+    # structure of 2: unsigned 1, then an array claiming 99 elements with only 10 bytes after its count
+    with pytest.raises(DecodeError) as raised:
+        read_data(bytes.fromhex("0202" "1101" "0163") + bytes(10), 0)
+    assert raised.value.offset == 6 and "expected 99 elements, found only 10 bytes" in str(raised.value)

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _hdlc_builder import build_frame
+from _hdlc_builder import bad_header_variants, build_frame
 from _processes import run_bounded
 from _support import corpus_frames, load_corpus
 
 import amshan
-from amshan.simulator import MeterSimulator
+from amshan.simulator import MeterSimulator, bundled_frames, bundled_keys
 
 AMSHAN = Path(sys.executable).with_name("amshan")
 TIMEOUT = 60
@@ -68,7 +68,7 @@ def assert_values(decoded: dict[str, Any], vector: dict[str, Any]) -> None:
 
 
 def run_amshan(
-    *args: str, stdin: bytes | None = None, timeout: float = TIMEOUT
+    *args: str, stdin: bytes | None = None, timeout: float = TIMEOUT, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     assert AMSHAN.exists(), f"the console script {AMSHAN} is not installed: pip install -e '.[test]'"
     result = subprocess.run(
@@ -77,6 +77,7 @@ def run_amshan(
         capture_output=True,
         timeout=timeout,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
     return subprocess.CompletedProcess(
         result.args, result.returncode, result.stdout.decode("utf-8"), result.stderr.decode("utf-8")
@@ -205,6 +206,18 @@ def test_frames_format_shows_addresses_control_and_checks() -> None:
     assert second_hex.strip() == bytes(broken).hex()
 
 
+def test_frames_format_says_hcs_bad_for_a_wrong_header_under_a_right_fcs() -> None:
+    [vector] = [v for v in load_corpus() if v["id"] == "no-aidon-list1-hass-mini"]
+    frame = bytes.fromhex(vector["hex"])
+    [(_, damaged), *_] = bad_header_variants(frame[1:-1])  # control bit flipped, FCS recomputed
+    result = run_amshan("read", "-", "--format", "frames", stdin=b"\x7e" + damaged + frame)
+    assert result.returncode == 0, result.stderr
+    first, _, second, second_hex = result.stdout.splitlines()
+    assert "INVALID" in first and "HCS BAD" in first and "FCS ok" in first, first
+    assert re.search(r"valid frame, 44 bytes .*HCS ok +FCS ok", second), second
+    assert second_hex.strip() == vector["hex"]
+
+
 def test_undecodable_messages_are_reported_rate_limited_and_never_stop_the_run() -> None:
     garbage = build_frame(b"\xe6\xe7\x00\x0f\x40\x00\x00\x00\x00\xff\xff")
     [vector] = [v for v in load_corpus() if v["id"] == "no-kamstrup-list1-em001-2"]
@@ -238,6 +251,102 @@ def test_usage_errors_exit_2() -> None:
     assert run_amshan("read", "tcp://127.0.0.1:1", "--hex").returncode == 2
     assert run_amshan("read", "-", "--database", "x", stdin=b"").returncode == 2
     assert run_amshan("read", "tcp://nowhere").returncode == 2
+
+
+# --- ciphered meters: keys from options, a key file or the environment; never shown ---------------------
+
+
+def ciphered_capture(
+    tmp_path: Path,
+) -> tuple[Path, int, tuple[bytes, bytes | None], tuple[bytes, bytes | None]]:
+    """A capture of the bundled Danish (HDLC, SC 0x30) messages; their count; the Danish and Austrian keys."""
+    path = tmp_path / "dk.bin"
+    frames = bundled_frames("dk")
+    path.write_bytes(b"\x00garbage".join(frames))
+    return path, len(frames), bundled_keys("dk"), bundled_keys("at")
+
+
+def test_keys_from_options_key_file_and_environment(tmp_path: Path) -> None:
+    path, count, (ek, ak), _ = ciphered_capture(tmp_path)
+    assert ak is not None
+    key_file = tmp_path / "keys.txt"
+    key_file.write_text(f"# the meter's keys\n{ek.hex().upper()}\n\n{ak.hex()}\n", encoding="utf-8")
+    runs = [
+        run_amshan("read", str(path), "--encryption-key", ek.hex(), "--authentication-key", ak.hex()),
+        run_amshan("read", str(path), "--key-file", str(key_file)),
+        run_amshan(
+            "read", str(path), env={"AMSHAN_ENCRYPTION_KEY": ek.hex(), "AMSHAN_AUTHENTICATION_KEY": ak.hex()}
+        ),
+        run_amshan("read", str(path), "--encryption-key", ek.hex()),  # no AK: tags unchecked, still read
+    ]
+    for result in runs:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == runs[0].stdout
+    messages = json_lines(runs[0].stdout)
+    assert len(messages) == count
+    assert {m["meter_manufacturer"] for m in messages} == {"Kamstrup"}
+    assert all(ek.hex() not in r.stderr.lower() and ak.hex() not in r.stderr.lower() for r in runs)
+
+
+def test_wrong_or_missing_keys_give_no_data_and_name_the_system_title_never_a_key(tmp_path: Path) -> None:
+    path, count, (ek, ak), (other, _) = ciphered_capture(tmp_path)
+    assert ak is not None and other is not None
+    for keys in (
+        [],
+        ["--encryption-key", other.hex()],
+        ["--encryption-key", ek.hex(), "--authentication-key", other.hex()],
+    ):
+        result = run_amshan("read", str(path), *keys)
+        assert result.returncode == 1, result.stderr  # nothing decoded
+        assert result.stdout == ""
+        advice = "keys given do not decrypt them: check the keys" if keys else "pass the meter's key"
+        assert f"{count} messages, 0 decoded; the messages are encrypted" in result.stderr
+        assert result.stderr.rstrip().endswith(advice), result.stderr
+        assert "system title 4b414d4501ac4d6e (KAM)" in result.stderr
+        for key in (ek, ak, other):
+            assert key.hex() not in result.stderr.lower()
+    for bad in (
+        ["--encryption-key", "00" * 15],
+        ["--encryption-key", "zz" * 16],
+        ["--authentication-key", ak.hex()],
+    ):
+        result = run_amshan("read", str(path), *bad)
+        assert result.returncode == 2
+        assert "00" * 15 not in result.stderr and ak.hex() not in result.stderr
+    result = run_amshan("read", str(path), env={"AMSHAN_ENCRYPTION_KEY": "secret-but-wrong"})
+    assert result.returncode == 2 and "secret" not in result.stderr
+
+
+def test_frames_format_shows_mbus_frames_and_security_headers_without_keys(tmp_path: Path) -> None:
+    path = tmp_path / "at.bin"
+    path.write_bytes(b"".join(bundled_frames("at")[:2]))
+    ek, _ = bundled_keys("at")
+    assert ek is not None
+    result = run_amshan("read", str(path), "--format", "frames", "--encryption-key", ek.hex())
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # Netz NOE (han-spec A.3): L FA, C 53, A FF, CI 00 then 11, STSAP 01, DTSAP 67; SC 0x20, IC 0x23
+    assert re.search(
+        r"valid M-Bus frame, 256 bytes +L fa +C 53 +A ff +CI 00 \(segment 0, more follow\)", lines[0]
+    )
+    assert re.search(r"CI 11 \(segment 1, last\) +STSAP 01 +DTSAP 67 +checksum ok", lines[2])
+    assert re.search(
+        r"ciphered message \(glo\): system title 4b464d6750000009 \(KFM\) +security control 20 \(encrypted,"
+        r" suite 0\) +invocation counter 35 ",
+        lines[4],
+    ), lines[4]
+    assert "invocation counter 36 " in result.stdout
+    assert ek.hex() not in result.stdout.lower() + result.stderr.lower()
+
+
+@pytest.mark.parametrize("meter", ["dk", "at"])
+def test_demo_of_a_ciphered_meter_decodes_with_its_public_keys(meter: str) -> None:
+    result = run_amshan("demo", "--meter", meter, "--duration", "2", "--interval", "0.1", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    messages = json_lines(result.stdout)
+    assert len(messages) >= 3
+    assert "--encryption-key" in result.stderr  # the command line to read it, with the public demo key
+    assert all("active_power_import" in m for m in messages)
 
 
 # --- live sources -------------------------------------------------------------------------------------------

@@ -44,13 +44,6 @@ KNOWN_GAPS: Dict[str, str] = {
         "Kamstrup CT meter: push 1 sends currents without a scaler and names no meter type; the corpus reads "
         "0.001 A (CT), amshan the documented 0.01 A of direct meters"
     ),
-    **{
-        name: "the plaintext is a DSMR P1 telegram, which amshan decodes once the P1 issue lands"
-        for name in (
-            "lu-sagemcom-apdu-openhab-smartydecryptertest-telegram",
-            "at-sagemcom-apdu-dsmrparser-t210-d-r-encrypted-synth",
-        )
-    },
 }
 
 

@@ -61,6 +61,8 @@ def test_whole_notification_as_values() -> None:
         (0x8006870E, LongInvokeIdAndPriority(0x06870E, False, False, False, True)),  # Netz NOE
         (0x00011E70, LongInvokeIdAndPriority(0x011E70, False, False, False, False)),  # Iskra counter
         (0x30000000, LongInvokeIdAndPriority(0, True, True, False, False)),
+        (0x0FFFFFFF, LongInvokeIdAndPriority(0xFFFFFF, False, False, False, False)),  # bits 24-27 unused
+        (0xF0000001, LongInvokeIdAndPriority(1, True, True, True, True)),
     ],
 )
 def test_long_invoke_id_and_priority_bits(word: int, expected: LongInvokeIdAndPriority) -> None:
@@ -131,3 +133,49 @@ class TestErrors:
         assert apdu_offset(b"\xe6\xe7\x00\x0f") == 3
         assert apdu_offset(b"\x0f") == 0
         assert apdu_offset(b"") == 0
+
+
+def test_the_llc_header_may_name_either_sap_and_a_wrong_one_is_shown() -> None:
+    apdu = bytes.fromhex("0f40000000") + b"\x00" + BODY
+    assert apdu_offset(b"\xe6\xe6\x00" + apdu) == apdu_offset(b"\xe6\xe7\x00" + apdu) == 3
+    assert apdu_offset(apdu) == 0
+    for content, shown in (("e6e800", "e6 e8 00"), ("e6e701", "e6 e7 01"), ("e6", "e6 0f 40")):
+        with pytest.raises(DecodeError) as raised:
+            apdu_offset(bytes.fromhex(content) + apdu)
+        assert str(raised.value) == f"expected LLC header e6 e7 00, found {shown} at offset 0"
+
+
+def test_header_errors_say_what_was_found_and_where() -> None:
+    with pytest.raises(DecodeError) as raised:
+        read_notification_header(bytes.fromhex("e6e7000f400000"))
+    assert str(raised.value).startswith("expected a data-notification header of at least 6 bytes, found 4")
+    assert raised.value.offset == 3
+    with pytest.raises(DecodeError) as raised:
+        read_notification_header(bytes.fromhex("e6e7000f40000000") + bytes.fromhex("0a0b0c0d"))
+    assert str(raised.value) == (
+        "expected a date-time field (00, 0c + 12 bytes, 09 0c + 12 bytes or 19 + 12 bytes), "
+        "found 0a 0b at offset 8"
+    )
+    header = read_notification_header(bytes.fromhex("0f01020304") + b"\x00" + BODY)
+    assert header.long_invoke_id_and_priority == 0x01020304
+
+
+@pytest.mark.parametrize(
+    ("tag", "found"),
+    [("db", "a general-glo-ciphering APDU (0xdb)"), ("dc", "a general-ded-ciphering APDU (0xdc)"),
+     ("dd", "an encrypted general-ciphering APDU (0xdd)"), ("e0", "a general-block-transfer APDU (0xe0)"),
+     ("c2", "an event-notification APDU (0xc2)"), ("0e", "tag 0x0e")],
+)  # fmt: skip
+def test_other_apdus_are_named_at_their_offset(tag: str, found: str) -> None:
+    with pytest.raises(DecodeError) as raised:
+        read_notification_header(bytes.fromhex("e6e700" + tag + "00" * 8))
+    assert str(raised.value).startswith(f"expected a data-notification APDU (0x0f), found {found}")
+    assert raised.value.offset == 3
+
+
+def test_bytes_after_the_body_are_reported_where_they_start() -> None:
+    content = bytes.fromhex("e6e7000f40000000") + b"\x00" + BODY
+    with pytest.raises(DecodeError) as raised:
+        decode_data_notification(content + b"\x01\x02")
+    assert str(raised.value).endswith(f"found 2 more bytes at offset {len(content)}")
+    assert raised.value.offset == len(content)

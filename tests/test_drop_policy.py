@@ -15,9 +15,23 @@ from _hdlc_builder import build_frame
 
 from amshan.cli import build_parser
 from amshan.hdlc import HdlcFrame
-from amshan.meter_connection import SmartMeterFrameContentProtocol, SmartMeterFrameProtocol
-from amshan.serial_connection_factory import create_serial_frame_content_connection
-from amshan.tcp_connection_factory import create_tcp_frame_connection, create_tcp_frame_content_connection
+from amshan.meter_connection import (
+    SmartMeterFrameContentProtocol,
+    SmartMeterFrameProtocol,
+    SmartMeterMessageProtocol,
+    SmartMeterReadFrameProtocol,
+)
+from amshan.reader import ReadFrame
+from amshan.serial_connection_factory import (
+    create_serial_frame_content_connection,
+    create_serial_read_frame_connection,
+)
+from amshan.tcp_connection_factory import (
+    create_tcp_frame_connection,
+    create_tcp_frame_content_connection,
+    create_tcp_message_connection,
+    create_tcp_read_frame_connection,
+)
 
 # Ten distinct single-frame messages (a data-notification whose invoke id counts), in the order sent
 MESSAGES = [
@@ -37,6 +51,18 @@ async def wait_for(condition: Any, timeout: float = 10) -> None:
 
 def drained(queue: asyncio.Queue[Any]) -> List[Any]:
     return [queue.get_nowait() for _ in range(queue.qsize())]
+
+
+def contents(items: List[Any]) -> List[bytes]:
+    """The message content of each queued item: content bytes, an HdlcFrame or a ReadFrame."""
+    found = []
+    for item in items:
+        if isinstance(item, ReadFrame):
+            assert item.message is not None
+            found.append(item.message)
+        else:
+            found.append(item if isinstance(item, bytes) else item.information)
+    return found
 
 
 async def test_by_default_a_full_queue_keeps_the_oldest_and_drops_the_newest() -> None:
@@ -79,12 +105,38 @@ async def test_dropped_items_leave_join_working() -> None:
     await asyncio.wait_for(queue.join(), 1)  # the dropped items count as done
 
 
-def test_an_unknown_policy_is_refused() -> None:
+async def test_drop_oldest_on_the_read_frame_protocol_of_any_transport() -> None:
+    queue: asyncio.Queue[ReadFrame] = asyncio.Queue(maxsize=2)
+    protocol = SmartMeterReadFrameProtocol(queue, drop="oldest")
+    protocol.data_received(b"".join(FRAMES))
+    assert contents(drained(queue)) == MESSAGES[-2:]
+    assert protocol.queue_full_drops == 8
+
+
+def test_every_protocol_takes_the_policy() -> None:
+    assert SmartMeterMessageProtocol(asyncio.Queue(), drop="oldest").drop == "oldest"
+    assert SmartMeterMessageProtocol(asyncio.Queue()).drop == "newest"
+    assert SmartMeterReadFrameProtocol(asyncio.Queue()).drop == "newest"
+
+
+@pytest.mark.parametrize(
+    "protocol_class",
+    [
+        SmartMeterFrameContentProtocol,
+        SmartMeterFrameProtocol,
+        SmartMeterMessageProtocol,
+        SmartMeterReadFrameProtocol,
+    ],
+)
+def test_an_unknown_policy_is_refused(protocol_class: Any) -> None:
     with pytest.raises(ValueError, match="newest, oldest"):
-        SmartMeterFrameContentProtocol(asyncio.Queue(), drop="random")
+        protocol_class(asyncio.Queue(), drop="random")
 
 
-@pytest.mark.parametrize("factory", [create_tcp_frame_content_connection, create_tcp_frame_connection])
+@pytest.mark.parametrize(
+    "factory",
+    [create_tcp_frame_content_connection, create_tcp_frame_connection, create_tcp_read_frame_connection],
+)
 async def test_tcp_factories_pass_the_policy_on(factory: Any) -> None:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"".join(FRAMES))
@@ -98,9 +150,7 @@ async def test_tcp_factories_pass_the_policy_on(factory: Any) -> None:
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
         transport, protocol = await factory(queue, None, "127.0.0.1", port, drop="oldest")
         await wait_for(lambda: protocol.queue_full_drops == 8)
-        items = drained(queue)
-        got = [item if isinstance(item, bytes) else item.information for item in items]
-        assert got == MESSAGES[-2:]
+        assert contents(drained(queue)) == MESSAGES[-2:]
         transport.close()
         await asyncio.wait_for(protocol.done, 5)
     finally:
@@ -108,15 +158,31 @@ async def test_tcp_factories_pass_the_policy_on(factory: Any) -> None:
         await server.wait_closed()
 
 
-async def test_serial_factory_passes_the_policy_on(openpty: tuple[int, str]) -> None:
+async def test_the_message_factory_passes_the_policy_on() -> None:
+    server = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        transport, protocol = await create_tcp_message_connection(
+            asyncio.Queue(), None, "127.0.0.1", port, drop="oldest"
+        )
+        assert protocol.drop == "oldest"
+        transport.close()
+        await asyncio.wait_for(protocol.done, 5)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "factory", [create_serial_frame_content_connection, create_serial_read_frame_connection]
+)
+async def test_serial_factories_pass_the_policy_on(openpty: tuple[int, str], factory: Any) -> None:
     master, path = openpty
-    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=2)
-    transport, protocol = await create_serial_frame_content_connection(
-        queue, None, url=path, baudrate=2400, drop="oldest"
-    )
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
+    transport, protocol = await factory(queue, None, url=path, baudrate=2400, drop="oldest")
     os.write(master, b"".join(FRAMES))
     await wait_for(lambda: protocol.queue_full_drops == 8)
-    assert drained(queue) == MESSAGES[-2:]
+    assert contents(drained(queue)) == MESSAGES[-2:]
     transport.close()
     await asyncio.wait_for(protocol.done, 5)
 

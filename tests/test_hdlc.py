@@ -327,3 +327,120 @@ def test_broken_messages_do_not_flood_the_log(caplog: pytest.LogCaptureFixture) 
     assert assembler.dropped_messages == 499
     [record] = [r for r in caplog.records if "Dropped a segmented message" in r.message]
     assert record.message.endswith("previous one")  # the first drop: no "(0 more drops not logged)"
+
+
+
+# HdlcMessageAssembler edge by edge (segments built by the test-only builder around a real message)
+
+REAL_MESSAGE = bytes.fromhex(corpus_frames(id="no-aidon-list3-amshan-llc")[0]["hex"])
+
+
+def segments(information: bytes, parts: int, **address: Any) -> list[HdlcFrame]:
+    """Split information over parts segments (the segmentation bit on all but the last) and read them."""
+    size = -(-len(information) // parts)
+    wire = b"".join(
+        build_frame(information[at : at + size], segmented=at + size < len(information), **address)
+        for at in range(0, len(information), size)
+    )
+    return HdlcFrameReader().read(wire)
+
+
+def test_assembler_size_limit_counts_every_segment_and_allows_exactly_the_maximum() -> None:
+    limit = HdlcMessageAssembler.MAX_MESSAGE_LENGTH
+    filler = b"\xe6\xe7\x00" + bytes(range(256)) * (limit // 256)  # the LLC header, then filler octets
+    for body, kept in ((filler[:limit], True), (filler[: limit + 1], False)):
+        size = 1640  # 40 segments, each far below the limit; the last one ("end") follows them
+        wire = b"".join(build_frame(body[at : at + size], segmented=True) for at in range(0, len(body), size))
+        frames = HdlcFrameReader().read(wire + build_frame(b"end"))
+        assert all(f.is_valid for f in frames) and len(frames) == 41
+        assembler = HdlcMessageAssembler()
+        out = [m for m in map(assembler.add, frames) if m is not None]
+        assert out == ([body + b"end"] if kept else []), len(body)
+        assert assembler.dropped_messages == (0 if kept else 1)
+
+
+def test_assembler_counts_each_lost_message_once_and_logs_why(caplog: pytest.LogCaptureFixture) -> None:
+    first, middle, last = segments(REAL_MESSAGE, 3)
+    broken = HdlcFrame(middle.frame_data[:-1] + bytes((middle.frame_data[-1] ^ 1,)))
+    assembler = HdlcMessageAssembler()
+    with caplog.at_level("DEBUG", logger="amshan.hdlc"):
+        for _ in range(2):  # a message broken by a bad frame; its last segment is dropped with it
+            assert [assembler.add(f) for f in (first, broken, last)] == [None, None, None]
+        assert [assembler.add(f) for f in (middle, last)] == [None, None]  # the start was never seen
+        assert [assembler.add(f) for f in (first, middle, last)] == [None, None, REAL_MESSAGE]
+    assert assembler.dropped_messages == 3
+    assert "Dropped a segmented message after 1 segments: an invalid frame arrived" in caplog.text
+    assert "Dropped a segment of a message whose first segment was lost" in caplog.text
+    assembler = HdlcMessageAssembler()  # a fresh one: its warnings are rate-limited
+    with caplog.at_level("WARNING", logger="amshan.hdlc"):
+        assert [assembler.add(f) for f in (first, first)] == [None, None]  # a new start cuts the old one
+    assert "after 1 segments: a new message started before the last segment of the previous" in caplog.text
+    assert assembler.dropped_messages == 1
+
+
+def test_assembler_joins_only_segments_from_the_same_addresses() -> None:
+    first, _, last = segments(REAL_MESSAGE, 3)
+    for address in ({"destination": b"\x43"}, {"source": b"\x08\x85"}):  # the same lengths, other values
+        _, middle, _ = segments(REAL_MESSAGE, 3, **address)
+        assembler = HdlcMessageAssembler()
+        assert [assembler.add(f) for f in (first, middle, last)] == [None, None, None], address
+        assert assembler.dropped_messages == 1
+
+
+def test_assembler_takes_a_last_segment_without_information_as_the_end() -> None:
+    first = HdlcFrameReader().read(build_frame(REAL_MESSAGE, segmented=True))[0]
+    (empty_last,) = HdlcFrameReader().read(build_frame(b""))
+    assembler = HdlcMessageAssembler()
+    assert [assembler.add(f) for f in (first, empty_last)] == [None, REAL_MESSAGE]
+
+
+def test_assembler_passes_a_whole_frame_without_llc_header_from_the_start() -> None:
+    (frame,) = HdlcFrameReader().read(build_frame(REAL_MESSAGE[3:]))  # a meter that sends no LLC header
+    assert HdlcMessageAssembler().add(frame) == REAL_MESSAGE[3:]
+
+
+# The reader's bookkeeping, edge by edge (the abort sequence, octet stuffing, over-long addresses)
+
+
+def test_a_frame_whose_address_runs_past_four_octets_is_never_valid() -> None:
+    frame = build_frame(b"\xe6\xe7\x00\x0f", destination=b"\x02\x04\x06\x08\x0b")  # a 5-octet address
+    built = HdlcFrame(frame[1:-1])
+    assert built.is_good_ffc and built.is_expected_length
+    assert not built.is_good_hcs and not built.is_valid
+    assert built.header.destination_address is None and built.information is None
+    assert not [f for f in HdlcFrameReader().read(frame + VALID_SINGLE[0]) if f.is_valid][1:]
+
+
+def test_an_aborted_frame_is_counted_as_discarded_bytes_and_not_returned() -> None:
+    aborted = b"\x7e" + VALID_SINGLE[0][1:20] + b"\x7d\x7e"  # a frame cut short by 7D 7E
+    reader = HdlcFrameReader(use_abort_sequence=True)
+    reader.discarded_bytes = 5
+    frames = reader.read(aborted + VALID_SINGLE[0])
+    assert [f.frame_data for f in frames] == [VALID_SINGLE[0][1:-1]]
+    assert reader.discarded_bytes == 5 + len(aborted) - 1  # everything but the flag that closes it
+    plain = HdlcFrameReader()
+    frames = plain.read(aborted + VALID_SINGLE[0])
+    assert [f.frame_data for f in frames] == [aborted[1:-1], VALID_SINGLE[0][1:-1]]  # invalid, then valid
+
+
+def test_octet_stuffed_reading_counts_and_bounds_what_it_skips() -> None:
+    vector = next(v for v in HDLC_VECTORS if v["id"] == "xx-other-hdlc-amshan-stuffed-short-info")
+    frame = bytes.fromhex(vector["hex"])
+    reader = HdlcFrameReader(use_octet_stuffing=True)
+    assert reader.read(b"noise") == [] and reader.discarded_bytes == 5  # no flag at all
+    assert reader.read(b"junk" + frame[:5]) == [] and reader.discarded_bytes == 9  # up to the opening flag
+    (whole,) = reader.read(frame[5:])  # the rest of the frame, kept from the read before
+    assert whole.is_valid and whole.information == bytes.fromhex("7e7d03")
+    assert reader.read(b"\x7e\x7e" + frame) != [] and reader.discarded_bytes == 9  # empty spans are idle
+    limit = 2 * (HdlcFrame.MAX_FRAME_LENGTH + 1)
+    for length, kept in ((limit, True), (limit + 1, False)):
+        reader = HdlcFrameReader(use_octet_stuffing=True)
+        assert reader.read(b"\x7e" + bytes(length - 1)) == []  # an opening flag and no closing one
+        assert reader.buffered_bytes == (length if kept else 0)
+        assert reader.discarded_bytes == (0 if kept else length)
+    aborting = HdlcFrameReader(use_octet_stuffing=True, use_abort_sequence=True)
+    assert aborting.read(b"\x7e\x01\x02\x7d\x7e" + frame) != []
+    assert aborting.discarded_bytes == 3  # the aborted span 01 02 7D, then the frame itself
+    plain = HdlcFrameReader(use_octet_stuffing=True)
+    frames = plain.read(b"\x7e\x01\x02\x7d\x7e" + frame)
+    assert frames[0].frame_data == b"\x01\x02\x7d" and frames[1].is_valid

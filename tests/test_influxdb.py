@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _processes import wait_until
 from _support import corpus_frames, require_tool
 
 from amshan.influxdb import InfluxDbWriter, Point, PointMaker, message_to_point
-from amshan.simulator import MeterSimulator
+from amshan.reader import MeterReader
+from amshan.simulator import MeterSimulator, bundled_frames
 
 DATABASE = "meter"
 
@@ -236,8 +238,11 @@ async def test_server_stopped_mid_run_and_restarted_loses_nothing(influxd: Influ
             written_before = writer.written
             await loop.run_in_executor(None, influxd.stop)
             down_at = loop.time()
-        if index == 200:
-            await asyncio.sleep(1.5)  # still down: the writer keeps failing and buffering
+        if index == 200:  # still down: the writer keeps failing and buffering (polled, not slept)
+            deadline = loop.time() + 30
+            while writer.failed_writes < 2:
+                assert loop.time() < deadline, f"{writer.failed_writes} failed writes in 30 s while down"
+                await asyncio.sleep(0.05)
             failures_while_down = writer.failed_writes
             pending_while_down = writer.pending
             await loop.run_in_executor(None, influxd.start)
@@ -387,16 +392,20 @@ def test_forwarder_survives_influxd_stopped_mid_run_and_restarted(
             stdout=subprocess.DEVNULL,
         )
     assert process.stdin is not None
+
+    def stored() -> int:
+        return len(influxd.query("SELECT * FROM amshan"))
+
     try:
         stop_at, restart_at = len(vectors) // 3, 2 * len(vectors) // 3
         for index, vector in enumerate(vectors):
-            if index == stop_at:
-                time.sleep(0.5)  # the first third reaches the database
-                written_before = len(influxd.query("SELECT * FROM amshan"))
+            if index == stop_at:  # the first third reaches the database (polled: no fixed sleep under load)
+                wait_until(lambda: stored() >= stop_at, f"{stop_at} points stored", timeout=60, poll=0.1)
+                written_before = stored()
                 influxd.stop()
                 stopped = time.monotonic()
-            if index == restart_at:
-                time.sleep(2.0)  # a few failed writes and back-offs while it is down
+            if index == restart_at:  # writes fail and back off while it is down
+                wait_until(lambda: "InfluxDB write failed" in log.read_text(), "a failed write", 60, 0.1)
                 influxd.start()
                 down = time.monotonic() - stopped
             process.stdin.write(bytes.fromhex(vector["hex"]))
@@ -481,3 +490,31 @@ def test_username_and_password_and_exit_status_1_when_points_stay_unwritten(tmp_
         assert_stored_values(server.query("SELECT * FROM amshan"), vectors)
     finally:
         server.stop()
+
+
+async def test_p1_telegrams_are_written_like_any_other_message(influxd: InfluxServer) -> None:
+    """Real Swedish, Dutch and Belgian telegrams through MeterReader and the forwarder into a real influxd."""
+    reader = MeterReader()
+    messages = [m for telegram in bundled_frames("p1") for m in reader.read(telegram)]
+    assert len(messages) == len(bundled_frames("p1"))
+    writer = InfluxDbWriter(influxd.url, DATABASE, flush_interval=0.1)
+    task = asyncio.ensure_future(writer.run())
+    maker = PointMaker()
+    for message in messages:
+        point = maker.make(message)
+        assert point is not None
+        writer.add(point)
+    writer.stop()
+    await asyncio.wait_for(task, 30)
+    assert (writer.written, writer.rejected) == (len(messages), 0)
+    rows = {
+        (row["time"], row["manufacturer"]): row for row in influxd.query("SELECT * FROM amshan GROUP BY *")
+    }
+    assert len(rows) == len(messages)
+    for message in messages:
+        when = message["meter_datetime"]
+        assert isinstance(when, datetime)
+        row = rows[int(when.astimezone().timestamp()) * 10**9, message["meter_manufacturer_id"]]
+        numbers = {k: v for k, v in message.items() if isinstance(v, (int, float))}
+        assert {k: row[k] for k in numbers} == {k: float(v) for k, v in numbers.items()}
+    assert any("mbus_2_value" in m and "1.0.1.8.1.255" in m for m in messages)  # M-Bus and tariff fields

@@ -21,8 +21,16 @@ from amshan.meter_connection import (
     MeterTransportProtocol,
     SmartMeterFrameContentProtocol,
     SmartMeterFrameProtocol,
+    SmartMeterMessageProtocol,
+    SmartMeterReadFrameProtocol,
 )
-from amshan.tcp_connection_factory import create_tcp_frame_connection, create_tcp_frame_content_connection
+from amshan.reader import MeterReader, ReadFrame
+from amshan.simulator import MeterSimulator, bundled_frames, bundled_keys
+from amshan.tcp_connection_factory import (
+    create_tcp_frame_connection,
+    create_tcp_frame_content_connection,
+    create_tcp_message_connection,
+)
 
 LLC = bytes.fromhex("e6e700")
 SEED = 20211201
@@ -326,9 +334,11 @@ async def test_manager_accepts_the_old_readme_lambda_and_leaves_nothing_behind(
     await run_until_closed(manager, task)
     assert manager.connection is None
     await meter_server.drop_clients()
-    await asyncio.sleep(0.05)  # the server's handler sees end-of-file
-    assert len(asyncio.all_tasks()) == tasks_before
-    assert open_fd_count() == fds_before
+    await wait_for_condition(  # the server's handler sees end-of-file and closes its socket
+        lambda: len(asyncio.all_tasks()) == tasks_before and open_fd_count() == fds_before,
+        5,
+        lambda: f"tasks {len(asyncio.all_tasks())}/{tasks_before}, fds {open_fd_count()}/{fds_before}",
+    )
 
 
 async def test_manager_accepts_a_coroutine_function_and_a_partial(meter_server: MeterServer) -> None:
@@ -381,7 +391,7 @@ async def test_connect_errors_back_off_exponentially_and_reset_on_success() -> N
         gaps = [b - a for a, b in zip(attempts, attempts[1:])]
         # refused at once; then 0.05, 0.1, 0.2 (capped), 0.2 ... s between attempts
         for gap, want in zip(gaps, (0.05, 0.1, 0.2, 0.2, 0.2)):
-            assert want <= gap < want + 0.3, gaps
+            assert want <= gap < want + 0.3, f"{gap:.3f} s between attempts, not {want} to {want + 0.3} s"
         assert back_off.current_delay_sec == 0
         assert manager.connection_count == 1
     finally:
@@ -397,10 +407,13 @@ async def free_port_without_listener() -> int:
     return port
 
 
-async def wait_for_condition(condition: Callable[[], bool], timeout: float) -> None:
+async def wait_for_condition(
+    condition: Callable[[], bool], timeout: float, measured: Callable[[], str] = lambda: "condition not met"
+) -> None:
+    """Poll condition to a deadline; on failure say what was measured."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert time.monotonic() < deadline, f"after {timeout} s: {measured()}"
         await asyncio.sleep(0.005)
 
 
@@ -421,17 +434,19 @@ async def test_lost_connection_reconnects_at_once_then_the_circuit_breaker_waits
         lost_at = time.monotonic()
         await meter_server.wait_client()
         first_reconnect = time.monotonic() - lost_at
-        assert first_reconnect < 0.4  # the first loss reconnects without waiting
+        assert first_reconnect < 0.4, f"first loss: reconnected after {first_reconnect:.3f} s, not at once"
         await meter_server.drop_clients()
         lost_at = time.monotonic()
         await meter_server.wait_client()
         second_reconnect = time.monotonic() - lost_at
-        assert 0.6 <= second_reconnect < 1.5  # a second loss within 2 s: the circuit breaker's 0.6 s
+        # a second loss within 2 s: the circuit breaker's 0.6 s
+        assert 0.6 <= second_reconnect < 1.5, f"second loss: reconnected after {second_reconnect:.3f} s"
         manager.connection_lost_back_off_sleep_sec = 0.1  # the old attribute names stay settable
         await meter_server.drop_clients()
         lost_at = time.monotonic()
         await meter_server.wait_client()
-        assert 0.1 <= time.monotonic() - lost_at < 0.5
+        third_reconnect = time.monotonic() - lost_at
+        assert 0.1 <= third_reconnect < 0.5, f"third loss (0.1 s): reconnected after {third_reconnect:.3f} s"
     finally:
         await run_until_closed(manager, task)
 
@@ -440,28 +455,34 @@ async def test_idle_watchdog_reconnects_a_silent_connection_but_not_a_talking_on
     meter_server: MeterServer,
 ) -> None:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
+    idle_timeout = 0.6  # six times the 0.1 s between frames: a loaded loop's stalls stay well inside it
     manager = ConnectionManager(
         lambda: create_tcp_frame_content_connection(queue, None, "127.0.0.1", meter_server.port),
-        idle_timeout=0.3,
+        idle_timeout=idle_timeout,
         connection_lost_back_off_sleep_sec=0,
     )
     task = asyncio.ensure_future(manager.connect_loop())
     frame = first_message_frame()
     try:
         writer = await meter_server.wait_client()
-        for _ in range(6):  # 0.6 s of frames every 0.1 s: no idle disconnect
+        arrivals = []
+        for _ in range(10):  # 1 s of frames every 0.1 s: no idle disconnect
             writer.write(frame)
+            await asyncio.wait_for(queue.get(), 5)  # counted where it arrives, not assumed
+            arrivals.append(time.monotonic())
             await asyncio.sleep(0.1)
-        assert manager.idle_disconnects == 0
+        gaps = ", ".join(f"{b - a:.2f}" for a, b in zip(arrivals, arrivals[1:]))
+        assert manager.idle_disconnects == 0, f"the watchdog cut a talking connection (gaps {gaps} s)"
         assert meter_server.accepted == 1
         assert manager.connection is not None
         silent_since = manager.connection[1].last_frame_time
         assert silent_since is not None
         await meter_server.wait_client()
         elapsed = time.monotonic() - silent_since
-        assert 0.3 <= elapsed < 0.8, elapsed
-        assert manager.idle_disconnects == 1
-        assert queue.qsize() == 6
+        assert idle_timeout <= elapsed < idle_timeout + 0.5, (
+            f"idle_timeout {idle_timeout} s: reconnected {elapsed:.3f} s after the last frame"
+        )
+        assert manager.idle_disconnects == 1, f"{manager.idle_disconnects} idle disconnects, 1 expected"
     finally:
         await run_until_closed(manager, task)
 
@@ -483,7 +504,8 @@ async def test_garbage_does_not_keep_the_watchdog_quiet(meter_server: MeterServe
             assert time.monotonic() - started < 2, "the watchdog did not fire"
             writer.write(bytes(range(0x7E)))  # noise, never a valid frame
             await asyncio.sleep(0.05)
-        assert 0.3 <= time.monotonic() - started < 1.0
+        fired = time.monotonic() - started
+        assert 0.3 <= fired < 1.0, f"idle_timeout 0.3 s: the watchdog fired {fired:.3f} s into the noise"
     finally:
         await run_until_closed(manager, task)
 
@@ -502,7 +524,8 @@ async def test_close_during_a_hanging_connect_returns_promptly_and_cancels_the_a
     await asyncio.wait_for(started.wait(), 1)
     began = time.monotonic()
     await run_until_closed(manager, task)
-    assert time.monotonic() - began < 0.5
+    took = time.monotonic() - began
+    assert took < 0.5, f"close() took {took:.3f} s during a hanging connect"
     assert len(asyncio.all_tasks()) == tasks_before
 
 
@@ -514,7 +537,8 @@ async def test_close_during_back_off_returns_promptly() -> None:
     await wait_for_condition(lambda: manager.back_off_connect_error.current_delay_sec == 1, 2)
     began = time.monotonic()
     await run_until_closed(manager, task)
-    assert time.monotonic() - began < 0.5  # not after the 1 s back-off
+    took = time.monotonic() - began
+    assert took < 0.5, f"close() took {took:.3f} s during a 1 s back-off"
 
 
 async def test_cancelling_connect_loop_closes_the_connection(meter_server: MeterServer) -> None:
@@ -531,9 +555,11 @@ async def test_cancelling_connect_loop_closes_the_connection(meter_server: Meter
         await asyncio.wait_for(task, 5)
     assert manager.connection is None
     await meter_server.drop_clients()
-    await asyncio.sleep(0.05)  # the server's handler sees end-of-file
-    assert len(asyncio.all_tasks()) == tasks_before
-    assert open_fd_count() == fds_before
+    await wait_for_condition(  # the server's handler sees end-of-file and closes its socket
+        lambda: len(asyncio.all_tasks()) == tasks_before and open_fd_count() == fds_before,
+        5,
+        lambda: f"tasks {len(asyncio.all_tasks())}/{tasks_before}, fds {open_fd_count()}/{fds_before}",
+    )
 
 
 async def test_a_custom_back_off_strategy_is_used() -> None:
@@ -579,3 +605,55 @@ async def test_close_before_start_returns_at_once_and_the_manager_can_run_again(
         await manager.connect_loop()
     await run_until_closed(manager, task)
     assert meter_server.accepted == 1
+
+
+# --- the MeterReader protocols: any transport, keys ---------------------------------------------------
+
+
+async def test_message_protocol_over_tcp_decrypts_each_message_of_the_simulated_meters() -> None:
+    """Ciphered Danish (HDLC) and Austrian (M-Bus) streams through a real TCP connection and the factory."""
+    for meter in ("dk", "at"):
+        frames = bundled_frames(meter)
+        ek, ak = bundled_keys(meter)
+        expected = MeterReader(ek, ak).read(b"".join(frames))
+        assert len(expected) == len(frames)
+        async with MeterSimulator(frames, interval=0.001, repeat=False) as simulator:
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            transport, protocol = await create_tcp_message_connection(
+                queue, None, simulator.host, simulator.port, encryption_key=ek, authentication_key=ak
+            )
+            try:
+                got = [await asyncio.wait_for(queue.get(), 10) for _ in frames]
+            finally:
+                transport.close()
+            await asyncio.wait_for(protocol.done, 10)
+        assert got == expected
+        assert protocol.frames_received == (2 if meter == "at" else 1) * len(frames)
+        assert protocol.last_frame_time is not None
+
+
+async def test_read_frame_protocol_queues_every_frame_with_its_message() -> None:
+    frames = bundled_frames("at")[:2]  # two M-Bus frames per message
+    queue: asyncio.Queue[ReadFrame] = asyncio.Queue()
+    protocol = SmartMeterReadFrameProtocol(queue, *bundled_keys("at"))
+    for chunk in random_chunks(b"garbage".join(frames), random.Random(5)):
+        protocol.data_received(chunk)
+    items = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert [(i.transport, i.valid, i.message is not None) for i in items] == [
+        ("mbus", True, False),
+        ("mbus", True, True),
+    ] * 2
+    assert protocol.frames_received == 4 and protocol.invalid_frames == 0
+    assert protocol.discarded_bytes >= len(b"garbage")
+
+
+async def test_message_protocol_counts_bad_frames_and_a_full_queue(caplog: pytest.LogCaptureFixture) -> None:
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+    protocol = SmartMeterMessageProtocol(queue, *bundled_keys("dk"))
+    stream = b"".join(bundled_frames("dk")[:3])
+    broken = bytearray(stream[:300])
+    broken[100] ^= 1
+    with caplog.at_level(logging.WARNING):
+        protocol.data_received(bytes(broken) + b"\x7e" + stream)
+    assert protocol.invalid_frames >= 1
+    assert queue.qsize() == 1 and protocol.queue_full_drops == 2  # bounded queue: the rest dropped, counted

@@ -26,7 +26,7 @@ from amshan.mqtt_core import (
     payload_bytes,
 )
 from amshan.reader import MeterReader
-from amshan.simulator import METERS, bundled_frames
+from amshan.simulator import PLAIN_METERS, bundled_frames
 
 # Home Assistant's sensor device classes and the units each accepts (HA developer docs, sensor entity), for
 # the classes amshan uses; power_factor also takes no unit (a ratio).
@@ -239,7 +239,7 @@ async def publish_all(publisher: MqttPublisher, deadline: float = 10.0) -> None:
     await asyncio.wait_for(task, 10)
 
 
-@pytest.mark.parametrize("meter", METERS)
+@pytest.mark.parametrize("meter", PLAIN_METERS)
 async def test_discovery_and_states_read_back_by_a_subscriber(broker: Mosquitto, meter: str) -> None:
     vectors = meter_vectors(meter)
     assert vectors, f"no {meter} vectors"

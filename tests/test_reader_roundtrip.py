@@ -40,7 +40,7 @@ def messages(draw: Any) -> Tuple[str, int, int | None, int, int, str]:
         security = draw(st.sampled_from(SECURITY[1:]))
     else:
         security = draw(st.sampled_from(SECURITY))
-    extra = draw(st.sampled_from(["", "", "noise", "damaged", "wrong-key"]))
+    extra = draw(st.sampled_from(["", "", "noise", "damaged", "damaged-head", "damaged-tail", "wrong-key"]))
     return (
         transport,
         draw(st.integers(0, len(PLAIN) - 1)),
@@ -82,9 +82,10 @@ def encode(
         expected.append(EXPECTED[index])
         if extra == "noise":
             stream += noise
-        elif extra == "damaged":
+        elif extra.startswith("damaged"):  # in the middle (the APDU), the header, or the checksum
             frame = bytearray(wrap(transport, apdu, segment))
-            frame[len(frame) // 2] ^= 0x55
+            where = {"damaged": len(frame) // 2, "damaged-head": 2, "damaged-tail": len(frame) - 2}[extra]
+            frame[where] ^= 0x55
             stream += bytes(frame) + b"\x7e"
         elif extra == "wrong-key" and security is not None and security & 0x20:
             counter += 1
@@ -93,7 +94,7 @@ def encode(
     return stream + PAD, expected
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     plan=st.lists(messages(), min_size=1, max_size=6),
     noise=st.binary(max_size=80),

@@ -6,6 +6,7 @@ import asyncio
 import os
 import pty
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from _processes import (
     expected_messages,
     open_fd_count,
     random_chunks,
+    receive_until_end_mark,
+    run_bounded,
     write_paced,
 )
 from _support import corpus_frames
@@ -65,14 +68,6 @@ def assert_decoded_as_stated(received: list[bytes]) -> None:
     assert checked > 100
 
 
-async def drain(queue: asyncio.Queue[Any], count: int, timeout: float = 10) -> list[Any]:
-    """Take count items from queue (bounded in time), then check that nothing more arrives."""
-    items = [await asyncio.wait_for(queue.get(), timeout) for _ in range(count)]
-    await asyncio.sleep(0.05)
-    assert queue.empty(), f"{queue.qsize()} items more than expected"
-    return items
-
-
 async def wait_connected(
     manager: ConnectionManager, timeout: float = 10, previous: SmartMeterFrameContentProtocol | None = None
 ) -> SmartMeterFrameContentProtocol:
@@ -105,7 +100,7 @@ async def test_openpty_frames_in_random_chunks_arrive_exactly_once(openpty: tupl
     await asyncio.sleep(0)  # connection_made: the port is open and read
     assert protocol.last_frame_time is not None
     await write_paced(master, random_chunks(data, random.Random(SEED)))
-    got = await drain(queue, len(want))
+    got = await receive_until_end_mark(queue, master)
     assert got == want
     assert_decoded_as_stated(got)
     transport.close()
@@ -154,12 +149,11 @@ async def test_socat_unplug_and_replug_reconnects_and_every_frame_arrives_once(s
     )
     task = asyncio.ensure_future(manager.connect_loop())
     rng = random.Random(SEED)
-    got: list[bytes] = []
     try:
         for index, (data, want) in enumerate(batches):
             protocol = await wait_connected(manager)
             await write_paced(socat.feeder_fd(), random_chunks(data, rng))
-            got += await drain(queue, len(want))
+            assert await receive_until_end_mark(queue, socat.feeder_fd()) == want, f"batch {index}"
             if index == len(batches) - 1:
                 break
             socat.stop()  # the dongle is unplugged
@@ -171,7 +165,6 @@ async def test_socat_unplug_and_replug_reconnects_and_every_frame_arrives_once(s
             reconnect = time.monotonic() - replugged
             print(f"serial replug -> reconnected in {reconnect:.3f} s")
             assert reconnect < 1.0  # back-off capped at 0.2 s here
-        assert got == [m for _, want in batches for m in want]
         assert manager.connection_count == len(batches)
     finally:
         manager.close()
@@ -192,7 +185,7 @@ async def test_socat_silent_device_is_reconnected_by_the_watchdog(socat: SocatPt
     try:
         protocol = await wait_connected(manager)
         await write_paced(socat.feeder_fd(), random_chunks(data, random.Random(SEED)))
-        assert await drain(queue, len(want)) == want
+        assert await receive_until_end_mark(queue, socat.feeder_fd()) == want
         silent_since = protocol.last_frame_time
         assert silent_since is not None
         await wait_connected(manager, previous=protocol)
@@ -202,7 +195,17 @@ async def test_socat_silent_device_is_reconnected_by_the_watchdog(socat: SocatPt
         assert manager.idle_disconnects == 1
         await wait_connected(manager)
         await write_paced(socat.feeder_fd(), random_chunks(data, random.Random(SEED + 1)))
-        assert await drain(queue, len(want)) == want
+        assert await receive_until_end_mark(queue, socat.feeder_fd()) == want
     finally:
         manager.close()
         await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.parametrize(("bytesize", "refused"), [("7", True), ("8", False)])
+async def test_cli_bytesize_reaches_termios(openpty: tuple[int, str], bytesize: str, refused: bool) -> None:
+    """--bytesize 7 (Dutch DSMR 2.2/3.0 P1 meters, 9600 7E1) reaches termios: a pty refuses 7 data bits."""
+    _, path = openpty
+    amshan = str(Path(sys.executable).with_name("amshan"))
+    argv = (amshan, "read", path, "--baudrate", "9600", "--bytesize", bytesize, "--duration", "1.5")
+    _, _, stderr = await run_bounded(*argv, timeout=30)
+    assert (f"refuses 9600 baud {bytesize}N1" in stderr) is refused, stderr

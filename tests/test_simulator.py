@@ -9,13 +9,22 @@ import pytest
 from _support import corpus_frames, load_corpus
 
 import amshan
+from amshan.autodecoder import AutoDecoder
 from amshan.hdlc import HdlcFrameReader
-from amshan.simulator import METERS, MeterSimulator, bundled_frames, parse_hex_line
+from amshan.reader import MeterReader
+from amshan.simulator import (
+    METERS,
+    PLAIN_METERS,
+    MeterSimulator,
+    bundled_frames,
+    bundled_keys,
+    parse_hex_line,
+)
 
 DATA = Path(amshan.__file__).parent / "data"
 
 
-@pytest.mark.parametrize("meter", METERS)
+@pytest.mark.parametrize("meter", PLAIN_METERS)
 def test_bundled_frames_are_valid_corpus_frames_of_that_meter(meter: str) -> None:
     vectors = {vector["id"]: vector for vector in load_corpus()}
     lines = (DATA / f"{meter}.txt").read_text(encoding="ascii").splitlines()
@@ -30,12 +39,48 @@ def test_bundled_frames_are_valid_corpus_frames_of_that_meter(meter: str) -> Non
 
 def test_all_meters_interleave() -> None:
     frames = bundled_frames("all")
-    assert frames[:3] == [bundled_frames(meter)[0] for meter in METERS]
-    assert sorted(frames) == sorted(frame for meter in METERS for frame in bundled_frames(meter))
+    assert frames[:3] == [bundled_frames(meter)[0] for meter in PLAIN_METERS]
+    assert sorted(frames) == sorted(frame for meter in PLAIN_METERS for frame in bundled_frames(meter))
+    assert set(METERS) - set(PLAIN_METERS) == {"dk", "at"}
+
+
+def plaintext_of(vector: dict[str, object]) -> bytes:
+    """The plaintext APDU of a corpus vector: a bare APDU, or the information field of one HDLC frame."""
+    raw = bytes.fromhex(str(vector["hex"]))
+    if vector["layer"] == "apdu":
+        return raw
+    (frame,) = HdlcFrameReader().read(raw)
+    assert frame.information is not None
+    return frame.information[3:]
+
+
+@pytest.mark.parametrize("meter", ["dk", "at"])
+def test_ciphered_streams_decrypt_to_corpus_plaintexts_with_their_keys(meter: str) -> None:
+    """Each line is one ciphered message whose plaintext is a corpus message; counters go forward."""
+    vectors = {vector["id"]: vector for vector in load_corpus()}
+    lines = (DATA / f"{meter}.txt").read_text(encoding="ascii").splitlines()
+    messages = [line for line in lines if line and not line.startswith("#")]
+    assert len(messages) >= 20 and bundled_frames(meter) == [bytes.fromhex(line) for line in messages]
+    if meter == "dk":  # each message names the corpus message it ciphers
+        named = [lines[i - 1][2:].split(",")[0] for i, line in enumerate(lines) if line in messages]
+        plaintexts = [plaintext_of(vectors[vector_id]) for vector_id in named]
+        assert {vectors[v]["meter"] for v in named} == {"kamstrup"}
+    else:  # the official example of Netz NOE, then its published plaintext ciphered again
+        assert messages[0] == vectors["at-kaifa-mbus-doc-evn-kundenschnittstelle-ma309-example"]["hex"]
+        plain = vectors["at-kaifa-apdu-doc-evn-kundenschnittstelle-ma309-example-plain"]
+        plaintexts = [plaintext_of(plain)] * len(messages)
+    reader = MeterReader(*bundled_keys(meter))
+    for message, plaintext in zip(bundled_frames(meter), plaintexts):
+        expected = AutoDecoder().decode_frame_content(plaintext)
+        assert expected is not None
+        assert reader.read(message) == [expected]
+    assert reader.stats.ciphering.decrypted == len(messages)
+    assert reader.stats.ciphering.replays == 0
+    assert MeterReader().read(b"".join(bundled_frames(meter))) == []  # without the keys: nothing
 
 
 def test_unknown_meter_is_refused() -> None:
-    with pytest.raises(ValueError, match="aidon, kaifa, kamstrup"):
+    with pytest.raises(ValueError, match="aidon, kaifa, kamstrup, dk, at"):
         bundled_frames("landisgyr")
 
 
@@ -84,3 +129,38 @@ async def test_close_ends_the_clients_connections() -> None:
     writer.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+@pytest.mark.parametrize(("meter", "country"), [("p1-se", "SE"), ("p1-nl", "NL"), ("p1-be", "BE")])
+def test_bundled_telegrams_are_valid_corpus_telegrams_of_that_country(meter: str, country: str) -> None:
+    vectors = {vector["id"]: vector for vector in load_corpus("p1.jsonl")}
+    lines = (DATA / f"{meter}.txt").read_text(encoding="ascii").splitlines()
+    named = [(lines[i - 1][2:], line) for i, line in enumerate(lines) if line and not line.startswith("#")]
+    assert len(named) >= 2
+    for vector_id, hex_line in named:
+        vector = vectors[vector_id]
+        assert (vector["text"].encode("ascii").hex(), vector["valid"], vector["country"]) == (
+            hex_line,
+            True,
+            country,
+        )
+        assert vector["checks"]["p1_crc"] == "ok"
+    assert bundled_frames(meter) == [bytes.fromhex(hex_line) for _, hex_line in named]
+    assert set(bundled_frames("p1")) >= set(bundled_frames(meter))
+
+
+async def test_a_client_reads_every_p1_telegram_through_meter_reader() -> None:
+    telegrams = bundled_frames("p1")
+    async with MeterSimulator(telegrams, interval=0.01, repeat=False) as simulator:
+        reader, writer = await asyncio.open_connection("127.0.0.1", simulator.port)
+        data = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    meter_reader = MeterReader()
+    results = [
+        result
+        for start in range(0, len(data), 100)
+        for result in meter_reader.read(data[start : start + 100])
+    ]
+    assert len(results) == len(telegrams) >= 10
+    assert {result["meter_manufacturer_id"] for result in results} >= {"LGF", "KAM", "ISk", "KFM", "FLU"}
+    assert meter_reader.stats.transports == {"p1": len(telegrams)}

@@ -16,6 +16,7 @@ from _processes import (
     expected_messages,
     free_tcp_port,
     random_chunks,
+    receive_until_end_mark,
     write_paced,
 )
 from _support import corpus_frames
@@ -75,12 +76,9 @@ class Rig:
         return protocol
 
     async def send_and_receive(self, data: bytes, want: list[bytes], rng: random.Random) -> None:
-        """Write data to the meter's end in random chunks; the queue must then hold exactly want."""
+        """Write data to the meter's end in random chunks; exactly want must arrive before the end mark."""
         await write_paced(self.socat.feeder_fd(), random_chunks(data, rng))
-        got = [await asyncio.wait_for(self.queue.get(), 10) for _ in range(len(want))]
-        await asyncio.sleep(0.05)
-        assert self.queue.empty(), f"{self.queue.qsize()} messages more than written"
-        assert got == want
+        assert await receive_until_end_mark(self.queue, self.socat.feeder_fd()) == want
 
     async def stop(self) -> None:
         if self.manager is not None and self.task is not None:
@@ -128,15 +126,18 @@ async def test_ser2net_stopped_and_restarted_reconnects_with_back_off(rig: Rig) 
     await rig.send_and_receive(*batches[0], rng)
     rig.ser2net.stop()
     await asyncio.wait_for(protocol.done, 5)
-    await asyncio.sleep(0.8)  # refused attempts after 0, 0.05, 0.1, 0.2, 0.4 s ...
-    assert rig.back_off.current_delay_sec == 0.4  # backed off up to the cap
+    deadline = time.monotonic() + 10  # refused attempts after 0, 0.05, 0.1, 0.2, 0.4 s ...: polled, not slept
+    while rig.back_off.current_delay_sec < 0.4:
+        assert time.monotonic() < deadline, f"back-off only at {rig.back_off.current_delay_sec} s after 10 s"
+        await asyncio.sleep(0.01)
+    assert rig.back_off.current_delay_sec == 0.4  # backed off up to the cap, no further
     restarted = time.monotonic()
     rig.ser2net.start()
     await rig.connected(previous=protocol)
     reconnect = time.monotonic() - restarted
     print(f"ser2net restart -> frames flow again in {reconnect:.3f} s (back-off at its 0.4 s cap)")
-    assert reconnect < 0.4 + 0.8
-    assert rig.back_off.current_delay_sec == 0  # reset on success
+    assert reconnect < 0.4 + 0.8, f"frames flowed {reconnect:.3f} s after the restart; at most 1.2 s expected"
+    assert rig.back_off.current_delay_sec == 0, f"back-off {rig.back_off.current_delay_sec} s after success"
     await rig.send_and_receive(*batches[1], rng)
     assert manager.connection_count == 2
 
@@ -158,7 +159,7 @@ async def test_device_unplugged_behind_ser2net_reconnects_when_it_returns(rig: R
         f"device behind ser2net replugged -> frames flow again in {reconnect:.3f} s "
         f"({manager.connection_count - 2} short connections while it was gone)"
     )
-    assert reconnect < 2.0
+    assert reconnect < 2.0, f"frames flowed {reconnect:.3f} s after the replug; under 2 s expected"
     await rig.send_and_receive(*batches[1], rng)
 
 
@@ -175,6 +176,6 @@ async def test_silent_ser2net_connection_is_detected_by_the_watchdog(rig: Rig) -
     print(
         f"silent ser2net stream, idle_timeout 0.5 s: frames flow again {reconnect:.3f} s after the last one"
     )
-    assert 0.5 <= reconnect < 1.5
-    assert manager.idle_disconnects == 1
+    assert 0.5 <= reconnect < 1.5, f"reconnected {reconnect:.3f} s after the last frame, not 0.5 to 1.5 s"
+    assert manager.idle_disconnects == 1, f"{manager.idle_disconnects} idle disconnects, 1 expected"
     await rig.send_and_receive(data, want, rng)

@@ -201,3 +201,32 @@ def test_one_line_carries_every_transport_in_stream_order(chunk: int) -> None:
     reader = MeterReader(EK, AK)
     assert read_all(reader, stream + PAD * 8, chunk) == expected
     assert set(reader.stats.transports) == {"hdlc", "mbus", "apdu"}
+
+
+def test_a_damaged_frame_around_an_authenticated_apdu_gives_nothing() -> None:
+    """Its APDU is intact and its tag verifies, but it is no bare APDU: the frame around it failed.
+
+    Damage in the header (HDLC: format to HCS; M-Bus: 68 L L 68 to DTSAP) or the checksum; not in the LLC
+    header or the opening flag, after which an intact authenticated APDU reads as a bare one.
+    """
+    plaintexts = [bytes.fromhex(v["hex"]) for v in corpus_frames(layer="apdu", valid=True, encrypted=False)]
+    plaintext = next(p for p in plaintexts if AutoDecoder().decode_frame_content(p) is not None)
+    ciphered = cipher(plaintext, ek=EK, ak=AK, ic=7)
+    good = cipher(plaintext, ek=EK, ak=AK, ic=8)
+    expected = [AutoDecoder().decode_frame_content(plaintext)]
+    for wrapped in (hdlc(ciphered), mbus(ciphered, 250), block_transfer(ciphered, 1000)):
+        header = 9 if wrapped[0] == 0x68 else wrapped.index(b"\xe6\xe7\x00")
+        for where in [*range(1, header), len(wrapped) - 3, len(wrapped) - 2]:
+            damaged = bytearray(wrapped)
+            damaged[where] ^= 0x21
+            stream = bytes(damaged) + PAD + good + PAD
+            assert read_all(MeterReader(EK, AK), stream, 11) == expected, (wrapped[:12].hex(), where)
+
+
+def test_a_bare_apdu_behind_noise_like_an_llc_header_still_decodes() -> None:
+    plaintexts = [bytes.fromhex(v["hex"]) for v in corpus_frames(layer="apdu", valid=True, encrypted=False)]
+    plaintext = next(p for p in plaintexts if AutoDecoder().decode_frame_content(p) is not None)
+    expected = AutoDecoder().decode_frame_content(plaintext)
+    for noise in (b"\xe6\xe7\x00", b"\x01\x67", b"\x00" * 20 + b"\xe6\xe6\x00"):
+        stream = noise + cipher(plaintext, ek=EK, ak=AK, ic=9) + PAD
+        assert read_all(MeterReader(EK, AK), stream, 5) == [expected], noise.hex()

@@ -141,3 +141,17 @@ def test_demo_serve_shows_the_simulated_meters(tmp_path: Path) -> None:
         assert {"Aidon", "Kaifa", "Kamstrup"} <= makers
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("meter", ["dk", "at"])
+def test_demo_serve_of_a_ciphered_meter_decrypts_with_its_public_keys(tmp_path: Path, meter: str) -> None:
+    server = ServeProcess(tmp_path, name=f"demo-{meter}")
+    command = ["demo", "--serve", "--meter", meter, "--port", "0", "--interval", "0.05"]
+    server.start_command([sys.executable, "-m", "amshan", *command])
+    try:
+        wait_until(lambda: get(server.url + "api/health")["decoded"] >= 3, "three messages", timeout=30)
+        health = get(server.url + "api/health")
+        assert health["undecodable"] == 0 and health["invalid_frames"] == 0
+        assert "active_power_import" in get(server.url + "api/latest")["meters"][0]["values"]
+    finally:
+        server.stop()

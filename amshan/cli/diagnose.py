@@ -33,7 +33,7 @@ def undecodable_reason(content: bytes) -> tuple[str, str]:
     if tag == _GENERAL_CIPHERING:
         return "encrypted", "encrypted (general-ciphering), which amshan does not decrypt"
     if tag == _BLOCK_TRANSFER:
-        return "unsupported", "a format amshan read does not decode yet (general-block-transfer)"
+        return "damaged", "damaged: a general-block-transfer block without the rest of its sequence"
     if tag == _DATA_NOTIFICATION:
         return "damaged", "damaged: a data-notification whose content does not parse as any known list"
     if not apdu:
@@ -48,9 +48,14 @@ def describe_sample(sample: bytes, *, as_hex: bool) -> str:
     if not as_hex and _HEX_TEXT.match(sample) and len(sample.strip()) >= 8:
         return "it looks like hex text: add --hex"
     if _P1_TELEGRAM.search(sample):
-        return "it looks like P1 (DSMR) text telegrams, which amshan read does not decode yet"
+        return (
+            "it looks like P1 (DSMR) text telegrams, but none checked out: a CRC that does not match, or"
+            " wrong serial settings (115200 8N1; DSMR 2.2/3.0: 9600 7E1)"
+        )
     if _MBUS_LONG_FRAME.search(sample):
-        return "it looks like M-Bus frames (68 L L 68), which amshan read does not decode yet"
+        return (
+            "it looks like M-Bus frames (68 L L 68), but none checked out: damaged, or wrong serial settings"
+        )
     if b"\x7e" in sample:
         return "no valid HDLC frame in it: not a meter capture, or recorded with wrong serial settings"
     return "it does not look like a meter capture (HDLC frames start and end with 7e)"

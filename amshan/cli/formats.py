@@ -9,14 +9,17 @@ from datetime import date, datetime
 from datetime import time as datetime_time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from amshan._errors import DecodeError
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder, MeterItem
+from amshan.cipher import CIPHERING_TAGS, describe_system_title, parse_ciphered_apdu
 from amshan.cli.diagnose import undecodable_reason
-from amshan.dlms import is_whole_apdu
-from amshan.hdlc import HdlcFrame, HdlcMessageAssembler
+from amshan.hdlc import LLC_HEADER, HdlcFrame
 from amshan.influxdb import InfluxDbWriter, PointMaker
 from amshan.items import message_to_dict
+from amshan.mbus import parse_frame
 from amshan.obis_map import NEK_HAN_FIELD_METER_DATETIME
+from amshan.reader import ReadFrame
 
 if TYPE_CHECKING:
     from amshan.mqtt import MqttPublisher
@@ -60,6 +63,65 @@ def describe_frame(frame: HdlcFrame) -> str:
         f"  HCS {_verdict(frame.is_good_hcs)}  FCS {_verdict(frame.is_good_ffc)}\n"
         f"  7e{frame.frame_data.hex()}7e"
     )
+
+
+def describe_mbus_frame(frame: bytes, valid: bool) -> str:
+    """Return an M-Bus long frame's diagnosis: hex, L field (and its wrap), C, A, CI segment, TSAPs."""
+    if not valid or len(frame) < 11:
+        return f"INVALID M-Bus frame, {len(frame)} bytes (checksum, stop byte or length)\n  {frame.hex()}"
+    fields = parse_frame(frame)
+    wrapped = " (written mod 256)" if frame[1] != len(frame) - 6 else ""
+    ci = fields.control_information
+    last = "last" if fields.is_last_segment else "more follow"
+    return (
+        f"valid M-Bus frame, {len(frame)} bytes  L {frame[1]:02x}{wrapped}  C {fields.control:02x}"
+        f"  A {fields.address:02x}  CI {ci:02x} (segment {fields.segment_number}, {last})"
+        f"  STSAP {fields.source_tsap:02x}  DTSAP {fields.destination_tsap:02x}  checksum ok\n  {frame.hex()}"
+    )
+
+
+def describe_security(content: bytes) -> str | None:
+    """Return the security header of a ciphered message (system title, SC, counter; never a key), or None."""
+    pos = len(LLC_HEADER) if content.startswith(LLC_HEADER) else 0
+    if content[pos : pos + 1] not in tuple(bytes((tag,)) for tag in CIPHERING_TAGS):
+        return None
+    try:
+        apdu = parse_ciphered_apdu(content, pos)
+    except DecodeError as error:
+        return f"  ciphered message that does not parse: {error}"
+    kinds = [k for k, on in (("authenticated", apdu.authenticated), ("encrypted", apdu.encrypted)) if on]
+    return (
+        f"  ciphered message ({'glo' if apdu.tag == 0xDB else 'ded'}): system title"
+        f" {describe_system_title(apdu.system_title)}  security control {apdu.security_control:02x}"
+        f" ({', '.join(kinds) or 'no protection'}, suite {apdu.security_control & 0x0F})"
+        f"  invocation counter {apdu.invocation_counter}  {len(apdu.payload)} bytes of payload"
+    )
+
+
+def _system_title(content: bytes) -> str | None:
+    """Return the system title of a ciphered message in words (hex and manufacturer), or None."""
+    pos = len(LLC_HEADER) if content.startswith(LLC_HEADER) else 0
+    try:
+        return describe_system_title(parse_ciphered_apdu(content, pos).system_title)
+    except DecodeError:
+        return None
+
+
+def describe(read: ReadFrame) -> str:
+    """Return the diagnosis of a frame of any transport, and the security header of a ciphered message."""
+    if isinstance(read.frame, HdlcFrame):
+        text = describe_frame(read.frame)
+    elif read.transport == "mbus":
+        text = describe_mbus_frame(read.frame, read.valid)
+    elif read.transport == "p1":
+        verdict = "valid" if read.valid else "INVALID (CRC does not match)"
+        lines = read.frame.decode("latin-1").splitlines()
+        text = f"{verdict} P1 telegram, {len(read.frame)} bytes, {len(lines)} lines\n  " + "\n  ".join(lines)
+    else:
+        verdict = "authenticated" if read.valid else "INVALID (tag does not verify)"
+        text = f"{verdict} bare ciphered APDU, {len(read.frame)} bytes\n  {read.frame.hex()}"
+    security = describe_security(read.message) if read.message else None
+    return text if security is None else f"{text}\n{security}"
 
 
 class Complaints:
@@ -120,11 +182,14 @@ class Sink:
         publisher: MqttPublisher | None = None,
         flush_each: bool = False,
         limit: int | None = None,
+        encryption_key: bytes | None = None,
+        authentication_key: bytes | None = None,
         stamp_received: bool = False,
     ) -> None:
         """Print in ``output_format`` (json, obis, frames or none); stop after ``limit`` items when set.
 
-        With ``stamp_received`` (live sources) each JSON line carries "received", the local time with offset.
+        The keys (16 bytes each, or None) decrypt ciphered messages. With ``stamp_received`` (live sources)
+        each JSON line carries "received", the local time with offset.
         """
         self.output_format = output_format
         self._stdout = stdout
@@ -134,8 +199,8 @@ class Sink:
         self._flush_each = flush_each
         self._limit = limit
         self._stamp_received = stamp_received
-        self._decoder = AutoDecoder()
-        self._assembler = HdlcMessageAssembler(is_whole_apdu)
+        self.keys = (encryption_key, authentication_key)
+        self._decoder = AutoDecoder(encryption_key=encryption_key, authentication_key=authentication_key)
         self.complaints = Complaints(stderr)
         self.frames = 0
         self.invalid_frames = 0
@@ -163,22 +228,21 @@ class Sink:
         """Return True when every frame (valid or not) is printed rather than the messages."""
         return self.output_format == "frames"
 
-    def frame(self, frame: HdlcFrame) -> None:
-        """Take one frame read from recorded bytes or a live frame connection."""
+    def frame(self, read: ReadFrame) -> None:
+        """Take one frame of any transport (with the message it completes) from recorded or live bytes."""
         self.frames += 1
-        if not frame.is_valid:
+        if not read.valid:
             self.invalid_frames += 1
         if self.wants_frames:
-            self._emit(f"frame {self.frames}: {describe_frame(frame)}")
+            self._emit(f"frame {self.frames}: {describe(read)}")
             if self._writer is None and self._publisher is None:
                 return
-        elif not frame.is_valid:
+        elif not read.valid:
             self.complaints.report(
-                "invalid frames", f"frame {self.frames} skipped: {describe_frame(frame).splitlines()[0]}"
+                "invalid frames", f"frame {self.frames} skipped: {describe(read).splitlines()[0]}"
             )
-        content = self._assembler.add(frame)
-        if content:
-            self.message(content)
+        if read.message:
+            self.message(read.message)
 
     def message(self, content: bytes) -> None:
         """Take one message's content (the information field, segments joined): decode, print, forward."""
@@ -192,6 +256,11 @@ class Sink:
             dictionary = self._decoder.decode_frame_content(content)
         if (dictionary if items is None else items) is None:
             kind, reason = undecodable_reason(content)
+            title = _system_title(content) if kind == "encrypted" else None
+            if title is not None and self.keys[0] is not None:
+                reason = f"encrypted by system title {title}, and the keys given do not decrypt it"
+            elif title is not None:
+                reason = f"{reason} (system title {title})"
             preview = content[:16].hex() + ("..." if len(content) > 16 else "")
             self.complaints.report(
                 f"{kind} messages",

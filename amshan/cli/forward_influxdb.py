@@ -6,7 +6,7 @@ import argparse
 from typing import Any, TextIO
 
 from amshan.cli import read
-from amshan.cli.options import SERIAL_HELP, add_common, add_influxdb_options, add_source, epilog
+from amshan.cli.options import SERIAL_HELP, add_common, add_influxdb_options, add_keys, add_source, epilog
 
 
 def add_parser(commands: Any) -> None:
@@ -24,6 +24,7 @@ def add_parser(commands: Any) -> None:
     forward.add_argument("influxdb_url", metavar="URL", help="InfluxDB base URL, e.g. http://localhost:8086")
     forward.add_argument("database", metavar="DATABASE", help="database (InfluxDB 2.x: a mapped bucket)")
     add_influxdb_options(forward)
+    add_keys(forward)
     add_common(forward)
 
 

@@ -6,7 +6,7 @@ import argparse
 from typing import Any, TextIO
 
 from amshan.cli import read
-from amshan.cli.options import SERIAL_HELP, add_common, add_mqtt_publish_options, add_source, epilog
+from amshan.cli.options import SERIAL_HELP, add_common, add_keys, add_mqtt_publish_options, add_source, epilog
 
 
 def add_parser(commands: Any) -> None:
@@ -27,6 +27,7 @@ def add_parser(commands: Any) -> None:
     )
     add_mqtt_publish_options(forward, "--max-buffer")
     forward.set_defaults(influxdb_url=None, database=None)
+    add_keys(forward)
     add_common(forward)
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import socket
 import textwrap
-from typing import Any, Callable, NoReturn, TypeVar
+from typing import Any, Callable, NoReturn, Optional, Tuple, TypeVar
 
+from amshan.cipher import parse_key
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
 from amshan.meter_connection import DROP_POLICIES
 from amshan.mqtt_core import DEFAULT_DISCOVERY_PREFIX, DEFAULT_TOPIC_PREFIX
 from amshan.mqtt_core import DEFAULT_MAX_BUFFER as DEFAULT_MQTT_MAX_BUFFER
+from amshan.simulator import METERS, P1_METERS
 
 _N = TypeVar("_N", int, float)
 
@@ -21,7 +24,12 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-SERIAL_HELP = "Aidon and Kaifa send 2400 baud 8E1 (--parity E); Kamstrup sends 2400 baud 8N1 (--parity N)."
+SERIAL_HELP = (
+    "HAN (RJ45 M-Bus): Aidon and Kaifa send 2400 baud 8E1 (--parity E); Kamstrup sends 2400 baud 8N1"
+    " (--parity N). P1 (RJ12, an inverting cable): Sweden, Finland, Denmark, the Netherlands (DSMR 4/5),"
+    " Belgium and Luxembourg send 115200 baud 8N1 (--baudrate 115200); Dutch DSMR 2.2/3.0 meters 9600 baud"
+    " 7E1 (--baudrate 9600 --bytesize 7 --parity E)."
+)
 
 
 EXIT_STATUS_HELP = """exit status:
@@ -130,7 +138,9 @@ def add_source(parser: argparse.ArgumentParser) -> None:
     )
     group = parser.add_argument_group("serial port", SERIAL_HELP)
     group.add_argument("--baudrate", type=positive_int, default=2400, help="baud rate (default 2400)")
-    group.add_argument("--bytesize", type=int, choices=(7, 8), default=8, help="data bits (default 8)")
+    group.add_argument(
+        "--bytesize", type=int, choices=(7, 8), default=8, help="data bits (default 8; 7 for DSMR 2.2/3.0 P1)"
+    )
     group.add_argument(
         "--parity", choices=("N", "E", "O"), default="N", help="parity: N none (default), E even, O odd"
     )
@@ -161,6 +171,77 @@ def add_source(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="also append every byte read, exactly as received, to FILE (replay it with: amshan read FILE);"
         " from mqtt:// the bytes each payload carries (hex text as the bytes it spells), in arrival order",
+    )
+
+
+KEY_HELP = (
+    "Ciphered meters (Denmark, Austria, Switzerland, Luxembourg, Poland) need the meter's keys, 32 hex digits"
+    " each, from the grid operator (DSO). On the command line they show in the process list: prefer"
+    " --key-file or the environment (AMSHAN_ENCRYPTION_KEY, AMSHAN_AUTHENTICATION_KEY). Keys are never"
+    " printed or logged."
+)
+
+
+def add_keys(parser: argparse.ArgumentParser) -> None:
+    """Add the options that give the meter's encryption and authentication keys."""
+    group = parser.add_argument_group("encrypted meters", KEY_HELP)
+    group.add_argument("--encryption-key", metavar="HEX", help="the encryption key (GUEK; Kamstrup: GPK60)")
+    group.add_argument(
+        "--authentication-key",
+        metavar="HEX",
+        help="the authentication key (GAK; Kamstrup: GPK61): with it every message's tag is checked",
+    )
+    group.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="a file with the encryption key on its first line and the authentication key on its second"
+        " (blank lines and # comments ignored)",
+    )
+
+
+def keys_of(args: argparse.Namespace) -> Tuple[Optional[bytes], Optional[bytes]]:
+    """Return (encryption key, authentication key) from the options, the key file or the environment.
+
+    An option wins over the key file, which wins over the environment; a bad key is a usage error whose
+    message never shows the key.
+    """
+    texts = [
+        os.environ.get("AMSHAN_ENCRYPTION_KEY") or None,
+        os.environ.get("AMSHAN_AUTHENTICATION_KEY") or None,
+    ]
+    if args.key_file is not None:
+        try:
+            with open(args.key_file, encoding="utf-8") as file:
+                lines = [line.split("#", 1)[0].strip() for line in file]
+        except OSError as error:
+            raise UsageError(f"cannot read the key file {args.key_file!r}: {error.strerror}") from None
+        lines = [line for line in lines if line]
+        if not 1 <= len(lines) <= 2:
+            raise UsageError(f"expected one or two keys in {args.key_file!r}, found {len(lines)} lines")
+        texts = [*lines, None][:2]
+    for index, option in enumerate((args.encryption_key, args.authentication_key)):
+        if option is not None:
+            texts[index] = option
+    keys = []
+    for text, name in zip(texts, ("encryption key", "authentication key")):
+        try:
+            keys.append(None if text is None else parse_key(text, name))
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    if keys[1] is not None and keys[0] is None:
+        raise UsageError("an authentication key was given without an encryption key")
+    return keys[0], keys[1]
+
+
+def add_meter_choice(parser: argparse.ArgumentParser) -> None:
+    """Add ``--meter``: whose bundled frames the simulated meter sends (``demo``, ``simulate``)."""
+    parser.add_argument(
+        "--meter",
+        choices=(*METERS, "all", *P1_METERS, "p1"),
+        default="all",
+        help="whose frames (default all: Aidon, Kaifa and Kamstrup interleaved); dk and at are ciphered"
+        " (Danish Kamstrup in HDLC, Austrian M-Bus) and read with their public keys; p1-se, p1-nl, p1-be"
+        " are Swedish, Dutch and Belgian P1 telegrams (p1: all three)",
     )
 
 

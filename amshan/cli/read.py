@@ -17,9 +17,11 @@ from amshan.cli.options import (
     UsageError,
     add_common,
     add_influxdb_options,
+    add_keys,
     add_mqtt_publish_options,
     add_source,
     epilog,
+    keys_of,
 )
 from amshan.cli.sources import (
     Capture,
@@ -57,7 +59,8 @@ def add_parser(commands: Any) -> None:
         choices=FORMATS,
         default="json",
         help="json: one JSON object per message (default); obis: every item by OBIS code with value and unit;"
-        " frames: every HDLC frame with its addresses, control field and checks",
+        " frames: every frame (HDLC, M-Bus, bare ciphered APDU) with its fields and checks, and the security"
+        " header (system title, security control, invocation counter) of each ciphered message",
     )
     read.add_argument("--influxdb", dest="influxdb_url", metavar="URL", help="also write to InfluxDB at URL")
     read.add_argument("--database", help="InfluxDB database (with --influxdb)")
@@ -65,6 +68,7 @@ def add_parser(commands: Any) -> None:
         "--mqtt", dest="mqtt_url", metavar="BROKER_URL", help="also publish to MQTT (mqtt://HOST[:PORT])"
     )
     add_influxdb_options(read)
+    add_keys(read)
     add_mqtt_publish_options(read, "--mqtt-max-buffer")
     add_common(read)
 
@@ -72,6 +76,7 @@ def add_parser(commands: Any) -> None:
 async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Read the source into stdout in the chosen format (and InfluxDB when asked); return the exit status."""
     source = parse_source(args.source)
+    encryption_key, authentication_key = keys_of(args)
     if args.hex and source.is_live:
         raise UsageError("--hex reads hex text from a file or stdin, not from a live meter")
     writer = None
@@ -94,6 +99,8 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         publisher=publisher,
         flush_each=source.is_live,
         limit=args.count,
+        encryption_key=encryption_key,
+        authentication_key=authentication_key,
         stamp_received=source.is_live,
     )
     return await run_pipeline(source, args, sink, writer, stderr, publisher=publisher)
@@ -120,7 +127,7 @@ async def run_pipeline(
     try:
         with on_signals(stop.set):
             if source.kind == "mqtt":
-                reading = await read_mqtt(source, args, sink.dictionary, stop, save=save)
+                reading = await read_mqtt(source, args, sink.dictionary, stop, save=save, keys=sink.keys)
             elif source.is_live:
                 reading = await read_live(source, args, sink, stop, stderr, save=save)
             else:
@@ -174,6 +181,8 @@ def _hint(source: Source, args: argparse.Namespace, sink: Sink, reading: Reading
     """Return what to try when a run decoded nothing, from what it did see."""
     kinds = sink.complaints.kinds
     if kinds.get("encrypted messages"):
+        if sink.keys[0] is not None:
+            return "the messages are encrypted and the keys given do not decrypt them: check the keys"
         return "the messages are encrypted: pass the meter's key"
     if kinds.get("unsupported messages"):
         return "the messages are in a format amshan does not read"

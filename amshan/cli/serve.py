@@ -13,7 +13,17 @@ import io
 from typing import TYPE_CHECKING, Any, TextIO
 
 from amshan.cli.formats import Sink
-from amshan.cli.options import EXIT_FAILURE, EXIT_OK, SERIAL_HELP, UsageError, add_common, add_source, epilog
+from amshan.cli.options import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    SERIAL_HELP,
+    UsageError,
+    add_common,
+    add_keys,
+    add_source,
+    epilog,
+    keys_of,
+)
 from amshan.cli.sources import (
     Capture,
     Source,
@@ -24,6 +34,7 @@ from amshan.cli.sources import (
     stop_watchers,
 )
 from amshan.hdlc import HdlcFrame
+from amshan.reader import MeterReader, ReadFrame
 
 if TYPE_CHECKING:
     from amshan.web import MeterHub
@@ -61,15 +72,20 @@ def add_parser(commands: Any) -> None:
     )
     add_source(serve)
     add_web_options(serve)
+    add_keys(serve)
     add_common(serve)
 
 
 class HubSink(Sink):
     """Hand every frame the source yields to the web hub, whose MeterReader decodes it; print nothing."""
 
-    def __init__(self, hub: MeterHub, stderr: TextIO, limit: int | None) -> None:
-        """Feed ``hub``; finish after ``limit`` decoded messages when set."""
-        super().__init__("none", stdout=io.StringIO(), stderr=stderr)
+    def __init__(
+        self, hub: MeterHub, stderr: TextIO, limit: int | None, keys: tuple[bytes | None, bytes | None]
+    ) -> None:
+        """Feed ``hub`` (its reader holds the same keys); finish after ``limit`` decoded messages if set."""
+        super().__init__(
+            "none", stdout=io.StringIO(), stderr=stderr, encryption_key=keys[0], authentication_key=keys[1]
+        )
         self.hub = hub
         self._message_limit = limit
 
@@ -78,10 +94,12 @@ class HubSink(Sink):
         """Return True: the hub's reader takes frames whole, valid or not, and counts them."""
         return True
 
-    def frame(self, frame: HdlcFrame) -> None:
-        """Feed one frame, flags restored (HAN meters send no octet stuffing, so these are its bytes)."""
+    def frame(self, read: ReadFrame) -> None:
+        """Feed one frame of any transport as its bytes (HDLC: flags restored; HAN meters stuff no octets)."""
         self.frames += 1
-        self.decoded += self.hub.feed(b"\x7e" + frame.frame_data + b"\x7e")
+        frame = read.frame
+        data = b"\x7e" + frame.frame_data + b"\x7e" if isinstance(frame, HdlcFrame) else frame
+        self.decoded += self.hub.feed(data)
         if self._message_limit is not None and self.decoded >= self._message_limit:
             self.finished.set()
 
@@ -120,8 +138,9 @@ async def serve_source(source: Source, args: argparse.Namespace, stdout: TextIO,
     except HistoryError as error:
         stderr.write(f"amshan: {error}\n")
         return EXIT_FAILURE
-    hub = MeterHub(store, live=source.is_live, source=source.location)
-    sink = HubSink(hub, stderr, args.count)
+    keys = keys_of(args)
+    hub = MeterHub(store, live=source.is_live, source=source.location, reader=MeterReader(*keys))
+    sink = HubSink(hub, stderr, args.count, keys)
     save = Capture(args.save) if args.save else None
     stop = asyncio.Event()
     watchers = stop_watchers(stop, sink, args.duration)

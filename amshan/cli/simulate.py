@@ -7,9 +7,18 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, TextIO
 
-from amshan.cli.options import EXIT_FAILURE, EXIT_OK, add_common, check_host, epilog, positive_float, tcp_port
+from amshan.cli.options import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    add_common,
+    add_meter_choice,
+    check_host,
+    epilog,
+    positive_float,
+    tcp_port,
+)
 from amshan.cli.sources import error_words, on_signals
-from amshan.simulator import DEFAULT_INTERVAL, METERS, MeterSimulator, bundled_frames
+from amshan.simulator import DEFAULT_INTERVAL, METER_NAMES, MeterSimulator, bundled_frames, bundled_keys
 
 
 def add_parser(commands: Any) -> None:
@@ -23,9 +32,7 @@ def add_parser(commands: Any) -> None:
     )
     simulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     simulate.add_argument("--port", type=tcp_port, default=0, help="TCP port (default 0: any free port)")
-    simulate.add_argument(
-        "--meter", choices=(*METERS, "all"), default="all", help="whose frames to send (default all)"
-    )
+    add_meter_choice(simulate)
     simulate.add_argument(
         "--interval",
         type=positive_float,
@@ -45,7 +52,8 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     """Serve the chosen meter's frames until Ctrl-C, ``--duration`` or (``--once``) one whole replay."""
     check_host(args.host, args.port, "--host")
     frames = bundled_frames(args.meter)
-    who = "Aidon, Kaifa and Kamstrup" if args.meter == "all" else args.meter.capitalize()
+    who = METER_NAMES[args.meter]
+    encryption_key, authentication_key = bundled_keys(args.meter)
     simulator = MeterSimulator(
         frames, host=args.host, port=args.port, interval=args.interval, repeat=not args.once
     )
@@ -65,6 +73,12 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
                 f"amshan simulate: each client gets {len(frames)} real {who} frames,"
                 f" one every {args.interval:g} s{_ending(args.once)}; Ctrl-C stops\n"
             )
+            if encryption_key is not None:  # public demo keys, printed so that the stream can be read
+                stdout.write(
+                    f"amshan simulate: read it with --encryption-key {encryption_key.hex()}"
+                    + (f" --authentication-key {authentication_key.hex()}" if authentication_key else "")
+                    + "\n"
+                )
             stdout.flush()
             waits: list[Awaitable[Any]] = [stop.wait()]
             if args.duration is not None:

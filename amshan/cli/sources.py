@@ -25,16 +25,13 @@ from typing import TYPE_CHECKING, Any, Dict, TextIO
 from amshan.cli.diagnose import SAMPLE_SIZE
 from amshan.cli.formats import Progress, Sink
 from amshan.cli.options import MqttUnavailable, UsageError, check_host
-from amshan.hdlc import HdlcFrame, HdlcFrameReader
 from amshan.influxdb import DRAIN_ENDED, InfluxDbWriter
 from amshan.meter_connection import ConnectionManager, MeterTransportProtocol
 from amshan.mqtt_core import BrokerUrl, Outbox, TopicReaders, parse_broker_url
-from amshan.serial_connection_factory import (
-    create_serial_frame_connection,
-    create_serial_frame_content_connection,
-)
+from amshan.reader import MeterReader
+from amshan.serial_connection_factory import create_serial_read_frame_connection
 from amshan.simulator import parse_hex_line
-from amshan.tcp_connection_factory import create_tcp_frame_connection, create_tcp_frame_content_connection
+from amshan.tcp_connection_factory import create_tcp_read_frame_connection
 
 if TYPE_CHECKING:
     from amshan.mqtt import MqttPublisher, MqttSettings
@@ -203,7 +200,10 @@ async def read_recorded(
     *,
     save: Capture | None = None,
 ) -> Reading:
-    """Read a capture file or stdin to its end (or until stopped), feeding every frame to the sink."""
+    """Read a capture file or stdin to its end (or until stopped), feeding every frame to the sink.
+
+    The frames may be of any transport (HDLC, M-Bus, bare ciphered APDUs): MeterReader tells them apart.
+    """
     if source.kind == "stdin":
         fd = sys.stdin.fileno()
         total = None
@@ -217,7 +217,7 @@ async def read_recorded(
     progress = Progress(stderr, total, sink) if source.kind == "file" and stderr.isatty() else None
     queue: asyncio.Queue[Any] = asyncio.Queue()
     slots = _start_reader_thread(fd, source.kind == "file", as_hex, asyncio.get_running_loop(), queue)
-    reader = HdlcFrameReader()
+    reader = MeterReader(*sink.keys)
     try:
         while not stop.is_set() and not sink.finished.is_set():
             item = await until(queue.get(), stop)
@@ -233,7 +233,7 @@ async def read_recorded(
             if kind == "error":
                 sink.complaints.report("unreadable lines", str(payload))
             else:
-                for frame in reader.read(payload):
+                for frame in reader.read_frames(payload):
                     sink.frame(frame)
                     if sink.finished.is_set():
                         break
@@ -269,32 +269,39 @@ async def read_live(
     save: Capture | None = None,
     managed: Callable[[ConnectionManager], None] | None = None,
 ) -> Reading:
-    """Read a serial port or TCP stream through the ConnectionManager until stopped.
+    """Read a serial port or TCP stream (any transport) through the ConnectionManager until stopped.
 
     ``managed`` is given the manager before it connects (``serve`` reports its connections as health).
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=_QUEUE_SIZE)
     connect: Callable[[], Awaitable[MeterTransportProtocol]]
+    encryption_key, authentication_key = sink.keys
     if source.kind == "tcp":
-        create_tcp = create_tcp_frame_connection if sink.wants_frames else create_tcp_frame_content_connection
 
         def connect() -> Awaitable[MeterTransportProtocol]:
-            return create_tcp(queue, loop, source.host, source.port, drop=args.drop)
+            return create_tcp_read_frame_connection(
+                queue,
+                loop,
+                source.host,
+                source.port,
+                encryption_key=encryption_key,
+                authentication_key=authentication_key,
+                drop=args.drop,
+            )
 
     else:
-        create_serial = (
-            create_serial_frame_connection if sink.wants_frames else create_serial_frame_content_connection
-        )
 
         def connect() -> Awaitable[MeterTransportProtocol]:
-            return create_serial(
+            return create_serial_read_frame_connection(
                 queue,
                 loop,
                 url=source.location,
                 baudrate=args.baudrate,
                 bytesize=args.bytesize,
                 parity=args.parity,
+                encryption_key=encryption_key,
+                authentication_key=authentication_key,
                 drop=args.drop,
             )
 
@@ -336,10 +343,7 @@ async def read_live(
             item = await until(queue.get(), stop)
             if item is None:
                 break
-            if isinstance(item, HdlcFrame):
-                sink.frame(item)
-            else:
-                sink.message(item)
+            sink.frame(item)
     finally:
         manager.close()
         await asyncio.wait({connect_task}, timeout=10)
@@ -567,9 +571,11 @@ async def read_mqtt(
     stop: asyncio.Event,
     *,
     save: Capture | None = None,
+    keys: tuple[bytes | None, bytes | None] = (None, None),
 ) -> Reading:
     """Subscribe to ``mqtt://HOST[:PORT]/TOPIC`` and deliver each topic's decoded messages until stopped.
 
+    Each topic's MeterReader holds the meter's ``keys`` (encryption, authentication; None when plain).
     The stream bytes of every payload (hex text as the bytes it spells) are counted, and appended to the
     ``--save`` file in arrival order, so ``amshan read FILE`` replays them.
     """
@@ -584,7 +590,7 @@ async def read_mqtt(
         if save is not None:
             save.write(data)
 
-    readers = TopicReaders()
+    readers = TopicReaders(new_reader=lambda: MeterReader(*keys))
     readers.on_data = received
     mqtt = _mqtt()
     try:

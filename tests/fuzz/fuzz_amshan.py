@@ -14,7 +14,10 @@ An input's first byte picks what is fuzzed:
           read through that cache, must give what the full decoder gives;
   mode 3  a byte stream for MeterReader (public test keys: HDLC, M-Bus and bare ciphered APDUs), read in
           chunks (size from the second byte) and whole, with the same dictionaries either way, followed by
-          one good message of each transport that must still come out, in order.
+          one good message of each transport that must still come out, in order;
+  mode 4  a byte stream for P1TelegramReader and MeterReader, read in chunks (size from the second byte) and
+          whole, followed by a real P1 telegram that must still come out; every telegram reported valid must
+          check out by an independent CRC-16/ARC, and every one must parse without raising.
 """
 
 from __future__ import annotations
@@ -28,20 +31,24 @@ from typing import Any, Iterator
 import crcmod.predefined
 
 CORPUS_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "frames.jsonl"
+P1_CORPUS_FILE = CORPUS_FILE.with_name("p1.jsonl")
 REGRESSIONS_DIR = Path(__file__).resolve().parent / "regressions"
-MODES = 4
+MODES = 5
 
 # An independent CRC-16/X-25 (crcmod's generic path, not amshan's registered hot-path routine) as the oracle.
 _x25 = crcmod.predefined.mkCrcFun("x-25")
+_arc = crcmod.predefined.mkCrcFun("crc-16")  # CRC-16/ARC, the P1 oracle, also by the generic path
 
 SENTINEL_ID = "no-kaifa-list1-gh180-1"  # the real frame appended to every mode-0 stream
 
 
-def _corpus() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in CORPUS_FILE.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _corpus(path: Path = CORPUS_FILE) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 SENTINEL = next(bytes.fromhex(v["hex"]) for v in _corpus() if v["id"] == SENTINEL_ID)
+P1_SENTINEL_ID = "nl-iskra-p1-dsmrparser-telegram-v5"  # the real telegram appended to every mode-4 stream
+P1_SENTINEL = next(v["text"].encode("ascii") for v in _corpus(P1_CORPUS_FILE) if v["id"] == P1_SENTINEL_ID)
 # Mode 3: the L+G vector with public keys (SC 0x30) as an HDLC frame, a bare APDU and an M-Bus frame
 KEYED_ID = "at-landisgyr-hdlc-gh501-1"
 _KEYED = next(v for v in _corpus() if v["id"] == KEYED_ID)
@@ -61,7 +68,7 @@ def _load_amshan() -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for _decoders
     from _decoders import assert_contained
 
-    from amshan import DecodeError, hdlc, items
+    from amshan import DecodeError, hdlc, items, p1
     from amshan.autodecoder import DECODERS, AutoDecoder
     from amshan.axdr import read_data
     from amshan.reader import MeterReader
@@ -74,6 +81,7 @@ def _load_amshan() -> dict[str, Any]:
         "DECODERS": DECODERS,
         "message_to_dict": items.message_to_dict,
         "AutoDecoder": AutoDecoder,
+        "p1": p1,
         "MeterReader": MeterReader,
     }
 
@@ -159,6 +167,31 @@ def _check_content(content: bytes, decoder: Any) -> None:
         assert error.offset is not None and 0 <= error.offset <= len(content), f"A-XDR: {error}"
 
 
+def _check_p1(data: bytes) -> None:
+    """Read data and a real telegram as P1, in chunks and whole: the same telegrams, each checked."""
+    p1 = _modules()["p1"]
+    chunk = 1 + (data[0] if data else 0)
+    stream = data[1:] + P1_SENTINEL
+    splitter = p1.P1TelegramReader()
+    chunked = []
+    for start in range(0, len(stream), chunk):
+        chunked += splitter.read(stream[start : start + chunk])
+        held = splitter.buffered_bytes
+        assert held <= p1.MAX_TELEGRAM + chunk, f"P1 reader holds {held} bytes"
+    assert chunked == p1.P1TelegramReader().read(stream), "chunked and whole reads disagree"
+    valid = [t for t in chunked if t.is_valid]
+    for telegram in valid:
+        assert telegram.data[:1] == b"/" and telegram.data[-1:] == b"!"
+        assert telegram.crc is None or _arc(telegram.data) == telegram.crc, f"not valid: {telegram.data!r}"
+        assert isinstance(p1.parse_telegram(telegram.data), dict)
+    sentinel = P1_SENTINEL[: P1_SENTINEL.index(b"!") + 1]
+    assert valid and valid[-1].data == sentinel, "the good telegram after the input was lost"
+    reader = _modules()["MeterReader"]()
+    results = [r for at in range(0, len(stream), chunk) for r in reader.read(stream[at : at + chunk])]
+    assert results[-1] == p1.parse_telegram(valid[-1].data)
+    assert reader.stats.transports.get("p1") == len(valid)
+
+
 def _check_meter_stream(data: bytes) -> None:
     """MeterReader on data, then a good message of each transport: chunked and whole agree, none is lost."""
     meter_reader = _modules()["MeterReader"]
@@ -168,7 +201,8 @@ def _check_meter_stream(data: bytes) -> None:
     chunked = []
     for start in range(0, len(stream), chunk):
         chunked += reader.read(stream[start : start + chunk])
-        assert reader.buffered_bytes <= 2 * 4096 + 2 * 2049 + chunk, f"holds {reader.buffered_bytes} bytes"
+        held = reader.buffered_bytes  # the scanner's and HDLC reader's longest frames, a P1 telegram
+        assert held <= 2 * 4096 + 2 * 2049 + _modules()["p1"].MAX_TELEGRAM + chunk, f"holds {held} bytes"
     assert chunked == meter_reader(*KEYS).read(stream), "chunked and whole reads disagree"
     sentinel = meter_reader(*KEYS).read(METER_SENTINELS[-1])
     assert len(sentinel) == 1 and chunked[-3:] == sentinel * 3, "a good message after the input was lost"
@@ -177,7 +211,9 @@ def _check_meter_stream(data: bytes) -> None:
 def check_input(data: bytes) -> None:
     """Check one fuzz input; raises AssertionError (or the escaping exception) on a finding."""
     mode = data[0] % MODES if data else 0
-    if mode == 3:
+    if mode == 4:
+        _check_p1(data[1:])
+    elif mode == 3:
         _check_meter_stream(data[1:])
     elif mode == 2:
         half = (len(data) - 1) // 2
@@ -189,7 +225,7 @@ def check_input(data: bytes) -> None:
 
 
 def seeds() -> Iterator[bytes]:
-    """Yield starting inputs: every corpus HDLC vector as a stream, and every message content."""
+    """Yield starting inputs: every corpus HDLC vector and P1 telegram as a stream, every message content."""
     hdlc = _modules()["hdlc"]
     messages: list[bytes] = []
     for vector in _corpus():
@@ -206,6 +242,8 @@ def seeds() -> Iterator[bytes]:
                     messages.append(message)
         elif vector["layer"] in ("llc", "apdu", "notification_body"):
             messages.append(raw)
+    for vector in _corpus(P1_CORPUS_FILE):  # every P1 telegram and data block, in 64-byte chunks
+        yield bytes((4, 63)) + vector["text"].encode("latin-1")
     for index, message in enumerate(messages):  # each message twice, and beside the next of its length
         yield b"\x02" + message + message
         twin = next((m for m in messages[index + 1 :] if len(m) == len(message) and m != message), None)
