@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections import OrderedDict
+from itertools import count
 from operator import itemgetter
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
 
 from amshan import aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan._errors import DecodeError
@@ -13,7 +15,15 @@ from amshan._ratelimit import LogLimiter
 from amshan.axdr import decode_date_time
 from amshan.cipher import CIPHERING_TAGS, CipherStats, Decipherer, parse_ciphered_apdu
 from amshan.dlms import LLC_HEADER, apdu_offset, decode_data_notification, read_notification_header
-from amshan.items import DecodedMessage, ItemValue, MeterItem, Trace, field_of, message_to_dict
+from amshan.items import (
+    TEXT_KIND,
+    DecodedMessage,
+    ItemValue,
+    MeterItem,
+    Trace,
+    field_of,
+    message_to_dict,
+)
 from amshan.obis_map import (
     CLOCK_CODES,
     FIELD_UNITS,
@@ -23,7 +33,7 @@ from amshan.obis_map import (
 )
 from amshan.p1 import telegram_dict, telegram_message
 
-__all__ = ["DECODERS", "AutoDecoder", "MeterItem"]
+__all__ = ["DECODERS", "MAX_SHAPES", "AutoDecoder", "MeterItem"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,6 +47,12 @@ DECODERS: Dict[str, Callable[[bytes, Optional[Trace]], DecodedMessage]] = {
 }
 """Every decoder by the name AutoDecoder reports for it."""
 
+MAX_SHAPES = 64
+"""How many message layouts an AutoDecoder remembers by default (least recently used out)."""
+_MAX_SHAPES_PER_LENGTH = 4  # a miss tries at most this many shapes: ever-new layouts cost no more than that
+_MAX_SIGHTINGS = 256  # skeletons seen once, waiting for their second sighting
+_MAX_TEXTS = 256  # text values a shape remembers per text item (meter ids of a fleet), cleared when full
+
 DecoderFunction = Callable[[bytes], Mapping[str, ItemValue]]
 """A decoder in AutoDecoder.decoder_functions: frame content in, dictionary out; raises if it does not fit."""
 
@@ -46,14 +62,14 @@ _BUILT_IN_FUNCTIONS: List[Tuple[str, DecoderFunction]] = [
     (kamstrup.NAME, kamstrup.decode_frame_content),
 ]
 
-_MAX_SHAPES = 64
-
 # A-XDR tags whose value bytes the shape cache reads with struct (all other bytes are the skeleton)
 _NUMBER_FORMATS = {
     0x05: "i", 0x06: "I", 0x0D: "B", 0x0F: "b", 0x10: "h", 0x11: "B",
     0x12: "H", 0x14: "q", 0x15: "Q", 0x16: "B", 0x17: "f", 0x18: "d",
 }  # fmt: skip
+_TEXT_TAGS = (0x09, 0x0A)  # octet-string, visible-string: a named text field's fixed-length value
 _Fields = Tuple[Any, ...]
+_Signature = Tuple[str, int, Tuple[Tuple[int, bytes, int], ...]]
 _T = TypeVar("_T")
 
 
@@ -65,14 +81,42 @@ def _getter(indices: List[int]) -> Callable[[_Fields], _Fields]:
     return itemgetter(*indices)
 
 
+def _same(found: Optional[Dict[str, ItemValue]], full: Dict[str, ItemValue]) -> bool:
+    """Tell whether two dictionaries are the same: keys in the same order, equal values of the same types."""
+    return (
+        found is not None
+        and list(found.items()) == list(full.items())
+        and all(type(found[key]) is type(value) for key, value in full.items())
+    )
+
+
+def _mask_of(size: int, spans: List[Tuple[int, int]]) -> int:
+    """Return the mask (one integer) of a message of size bytes with the (offset, size) spans zeroed."""
+    mask = bytearray(b"\xff" * size)
+    for offset, length in spans:
+        mask[offset : offset + length] = bytes(length)
+    return int.from_bytes(mask, "big")
+
+
+class _Text(NamedTuple):
+    """A named text field's fixed-length value in a shape: where its tag is, and what its bytes gave."""
+
+    key: str
+    tag_offset: int
+    values: Dict[bytes, ItemValue]  # raw bytes -> item value, as the full decoder gave it in this layout
+
+
 class _Shape:
     """A message layout seen before: its skeleton bytes and where its values sit, for one struct call.
 
-    Every byte of the message that is not the value of a number item, a clock item's date-time, the header
-    date-time in use or the invoke id belongs to the skeleton, which must equal the remembered one byte for
-    byte (checked at once: the message as one integer, masked); the dictionary is then the remembered one
-    with the new values put in.  Anything unusual (a
-    date-time that is no instant, a different skeleton) returns None and the full decoder runs instead.
+    Every byte of the message that is not the value of a number item, a named text item (list id, meter id,
+    meter type: same length, any content), a clock item's date-time, the header date-time in use or the
+    invoke id belongs to the skeleton, which must equal the remembered one byte for byte (checked at once:
+    the message as one integer, masked); the dictionary is then the remembered one with the new values put
+    in.  Text the remembered message held is the common case (one meter) and costs nothing; other text
+    (another meter) goes through the full decoder once and is remembered when the shape then gives exactly
+    what the full decoder gave (learn_texts).  Anything unusual (a date-time that is no instant, text not
+    checked so, a different skeleton) returns None and the full decoder runs.
     """
 
     __slots__ = (
@@ -86,15 +130,23 @@ class _Shape:
         "_plain_keys",
         "_skeleton",
         "_template",
+        "_text_mask",
+        "_text_skeleton",
+        "_texts",
         "_unpack",
         "name",
+        "signature",
+        "used",
     )
 
     def __init__(self, name: str, content: bytes, message: DecodedMessage, trace: Trace) -> None:
         """Lay out the shape of a message the full decoder decoded; raise ValueError if it has none."""
         self.name = name
+        self.signature: _Signature = (name, len(content), tuple(trace))
+        self.used = 0  # the AutoDecoder's clock tick of the last use (least recently used out)
         template = message_to_dict(message)
         values: List[Tuple[int, int, str, str, Any]] = []  # (offset, size, format, key, scaler or "clock")
+        texts: List[_Text] = []
         keys = [item.name or item.obis for item in message.items]  # the header date-time is no item
         seen = set()
         for position, code, scaler in trace:
@@ -109,6 +161,9 @@ class _Shape:
                 values.append((position + 1, struct.calcsize(">" + number), number, key, scaler))
             elif tag == 0x09 and content[position + 1] == 12 and code in CLOCK_CODES and key in keys:
                 values.append((position + 2, 12, "12s", key, "clock"))
+            elif tag in _TEXT_TAGS and field.kind == TEXT_KIND and content[position + 1] < 0x80:
+                raw = content[position + 2 : position + 2 + content[position + 1]]
+                texts.append(_Text(key, position, {raw: template[key]}))
         header = read_notification_header(content)
         invoke = apdu_offset(content) + 1
         values.append((invoke, 4, "4x", "", None))
@@ -121,11 +176,10 @@ class _Shape:
                 header_key = NEK_HAN_FIELD_METER_DATETIME
         values.sort()
         parts: List[str] = []
-        mask = bytearray(b"\xff" * len(content))
         plain: List[Tuple[int, str]] = []
         self._multiplied: List[Tuple[int, str, int]] = []
-        self._floated: List[Tuple[int, str, int]] = []  # multiplied, then a float as the full decoder gives
         self._divided: List[Tuple[int, str, int]] = []
+        self._floated: List[Tuple[int, str, int]] = []  # multiplied, then a float as the full decoder gives
         self._clocks: List[Tuple[int, str]] = []
         self._header = -1
         cursor = index = 0
@@ -133,7 +187,6 @@ class _Shape:
             if offset > cursor:
                 parts.append(f"{offset - cursor}x")
             parts.append(number)
-            mask[offset : offset + size] = bytes(size)
             cursor = offset + size
             if number.endswith("x"):
                 continue
@@ -153,27 +206,38 @@ class _Shape:
             parts.append(f"{len(content) - cursor}x")
         if header_key and header_key not in template:
             raise ValueError("header date-time not in the dictionary")
+        value_spans = [(offset, size) for offset, size, *_ in values]
+        text_spans = [(text.tag_offset + 2, content[text.tag_offset + 1]) for text in texts]
+        whole = int.from_bytes(content, "big")
         self._unpack = struct.Struct(">" + "".join(parts)).unpack
-        self._mask = int.from_bytes(mask, "big")
-        self._skeleton = int.from_bytes(content, "big") & self._mask
+        self._mask = _mask_of(len(content), value_spans)
+        self._skeleton = whole & self._mask
+        self._text_mask = _mask_of(len(content), value_spans + text_spans)
+        self._text_skeleton = whole & self._text_mask
+        self._texts = texts
         self._plain_keys = [key for _, key in plain]
         self._plain_get = _getter([i for i, _ in plain]) if plain else None
         self._template = template
 
-    def decode(self, content: bytes) -> Optional[Dict[str, ItemValue]]:
-        """Return the dictionary of a message of this shape, or None when the message does not fit it."""
-        fields = self._unpack(content)
-        if int.from_bytes(content, "big") & self._mask != self._skeleton:
+    def decode(self, content: bytes, whole: int) -> Optional[Dict[str, ItemValue]]:
+        """Return the dictionary of a message of this shape (whole: its bytes as one integer), or None."""
+        if whole & self._mask == self._skeleton:
+            result = self._template.copy()
+        elif self._texts and whole & self._text_mask == self._text_skeleton:
+            result = self._template.copy()
+            if not self._put_texts(content, result):
+                return None
+        else:
             return None
-        result = self._template.copy()
+        fields = self._unpack(content)
         if self._plain_get is not None:
             result.update(zip(self._plain_keys, self._plain_get(fields)))
         for index, key, factor in self._multiplied:
             result[key] = fields[index] * factor
-        for index, key, factor in self._floated:
-            result[key] = float(fields[index] * factor)
         for index, key, divisor in self._divided:
             result[key] = fields[index] / divisor
+        for index, key, factor in self._floated:
+            result[key] = float(fields[index] * factor)
         for index, key in self._clocks:
             moment = decode_date_time(fields[index], 0)
             if moment is None:
@@ -185,6 +249,35 @@ class _Shape:
                 return None
             result[NEK_HAN_FIELD_METER_DATETIME] = moment
         return result
+
+    def _put_texts(self, content: bytes, result: Dict[str, ItemValue]) -> bool:
+        """Put the text values in result; False when one was never checked against the full decoder."""
+        for text in self._texts:
+            offset = text.tag_offset
+            value = text.values.get(content[offset + 2 : offset + 2 + content[offset + 1]])
+            if value is None:
+                return False
+            result[text.key] = value
+        return True
+
+    def learn_texts(self, content: bytes, full: Dict[str, ItemValue]) -> None:
+        """Remember the new text values of content when this shape then gives full (the full decoder's).
+
+        A text can change how a decoder reads the rest (a list id naming another maker, a Kamstrup meter
+        type of a current-transformer meter): such a text is never remembered in this layout's shape.
+        """
+        added = []
+        for text in self._texts:
+            offset = text.tag_offset
+            raw = content[offset + 2 : offset + 2 + content[offset + 1]]
+            if raw not in text.values and text.key in full:
+                if len(text.values) >= _MAX_TEXTS:
+                    text.values.clear()
+                text.values[raw] = full[text.key]
+                added.append((text, raw))
+        if added and not _same(self.decode(content, int.from_bytes(content, "big")), full):
+            for text, raw in added:
+                text.values.pop(raw, None)
 
 
 def _candidates(frame_content: bytes) -> tuple[str, ...]:
@@ -259,13 +352,21 @@ class AutoDecoder:
     """
 
     def __init__(
-        self, *, encryption_key: Optional[bytes] = None, authentication_key: Optional[bytes] = None
+        self,
+        *,
+        encryption_key: Optional[bytes] = None,
+        authentication_key: Optional[bytes] = None,
+        max_shapes: int = MAX_SHAPES,
     ) -> None:
-        """Start without a previous decoder, with an empty shape cache and the keys (16 bytes or None)."""
+        """Start with the keys (16 bytes or None) and an empty cache of up to max_shapes layouts (0: none)."""
         self._previous: Optional[str] = None
         self._warnings = LogLimiter()
-        self._shapes: Dict[int, _Shape] = {}
         self._decipherer = Decipherer(encryption_key, authentication_key)
+        self._max_shapes = max(0, max_shapes)
+        self._shapes: Dict[int, List[_Shape]] = {}  # by message length, the most recently used first
+        self._clock = count()  # ticks of use: the least recently used shape has the smallest
+        self._shape_count = 0
+        self._sightings: OrderedDict[_Signature, bool] = OrderedDict()  # seen once; False: takes no shape
         self.shape_cache_hits = 0
 
     @property
@@ -422,8 +523,8 @@ class AutoDecoder:
 
         A message with the skeleton of one decoded before is read through that shape (one struct call);
         a ciphered one is decoded through its plaintext; any other message goes through the full decoder,
-        whose result then becomes the shape of its length. While decoder_functions differs from the built-in
-        list, every message goes through the full decoders.
+        and a skeleton the full decoder has now seen twice becomes a shape. While decoder_functions differs
+        from the built-in list, every message goes through the full decoders.
         """
         if _is_telegram(frame_content):  # a P1 telegram cut from the stream (MeterReader.read_frames)
             return self._telegram(frame_content, False, telegram_dict)
@@ -431,36 +532,77 @@ class AutoDecoder:
             message = self._decode(frame_content, None)
             return None if message is None else message_to_dict(message)
         try:
-            shape = self._shapes.get(len(frame_content))
+            shapes = self._shapes.get(len(frame_content))
         except TypeError:  # not bytes at all: the full path logs it and gives None
-            shape = None
-        if shape is not None:
+            shapes = None
+        if shapes is not None:
             try:
-                result = shape.decode(frame_content)
-            except Exception:  # not a bytes-like object of that length, or a bug: the full path decides
+                whole = int.from_bytes(frame_content, "big")
+                for shape in shapes:
+                    result = shape.decode(frame_content, whole)
+                    if result is not None:
+                        self._previous = shape.name
+                        self.shape_cache_hits += 1
+                        shape.used = next(self._clock)
+                        if shapes[0] is not shape:
+                            shapes.remove(shape)
+                            shapes.insert(0, shape)
+                        return result
+            except Exception:  # not a bytes-like object, or a bug: the full path decides
                 _LOGGER.debug("shape cache failed on %r", frame_content, exc_info=True)
-                result = None
-            if result is not None:
-                self._previous = shape.name
-                self.shape_cache_hits += 1
-                return result
         pos = _ciphering_offset(frame_content)
         if pos >= 0:  # never the skeleton of a plain message's shape
             return self._deciphered(frame_content, pos, self.decode_frame_content, telegram_dict)
-        trace: Trace = []
+        trace: Optional[Trace] = [] if self._max_shapes else None
         message = self._decode(frame_content, trace)
         if message is None:
             return None
-        name = self._previous
-        if name is not None:
-            try:
-                content = bytes(frame_content)
-                if len(self._shapes) >= _MAX_SHAPES:
-                    self._shapes.clear()
-                self._shapes[len(content)] = _Shape(name, content, message, trace)
-            except Exception:  # a layout the cache does not take (e.g. a key twice): full path only
-                self._shapes.pop(len(frame_content), None)
+        if trace is not None and self._previous is not None:
+            self._learn(self._previous, bytes(frame_content), message, trace)
         return message_to_dict(message)
+
+    def _learn(self, name: str, content: bytes, message: DecodedMessage, trace: Trace) -> None:
+        """Note a fully decoded message's skeleton; on its second sighting make it a shape.
+
+        A message of a layout that has a shape but text it has not seen (another meter) teaches the shape
+        that text, when the shape then gives what the full decoder gave.
+        """
+        signature = (name, len(content), tuple(trace))
+        for shape in self._shapes.get(len(content), ()):
+            if shape.signature == signature:
+                shape.learn_texts(content, message_to_dict(message))
+                return
+        sightings = self._sightings
+        takes_shape = sightings.pop(signature, None)
+        if takes_shape is None:  # first sighting
+            sightings[signature] = True
+            if len(sightings) > _MAX_SIGHTINGS:
+                sightings.popitem(last=False)
+            return
+        if not takes_shape:
+            sightings[signature] = False
+            return
+        try:
+            shape = _Shape(name, content, message, trace)
+        except Exception:  # a layout the cache does not take (e.g. a key twice): full path only
+            sightings[signature] = False
+            return
+        shape.used = next(self._clock)
+        shapes = self._shapes.setdefault(len(content), [])
+        shapes.insert(0, shape)
+        self._shape_count += 1
+        if len(shapes) > _MAX_SHAPES_PER_LENGTH:
+            shapes.pop()
+            self._shape_count -= 1
+        if self._shape_count > self._max_shapes:  # the least recently used shape goes
+            length, oldest = min(
+                ((length, shapes[-1]) for length, shapes in self._shapes.items()),
+                key=lambda pair: pair[1].used,
+            )
+            self._shapes[length].remove(oldest)
+            self._shape_count -= 1
+            if not self._shapes[length]:
+                del self._shapes[length]
 
     def _warn(self, message: str, detail: str) -> None:
         """Log a rate-limited warning about frame content that garbage input can trigger."""

@@ -22,6 +22,7 @@ __all__ = [
     "read_date_time",
     "read_length",
     "read_time",
+    "visible_text",
 ]
 
 MAX_DEPTH = 16
@@ -274,10 +275,15 @@ def _read_octet_string(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, in
     return _read_bytes(data, pos)
 
 
+def visible_text(raw: bytes) -> str:
+    """Return a visible-string's bytes as text (non-ASCII bytes become U+FFFD, NUL padding dropped)."""
+    return raw.decode("ascii", "replace").rstrip("\x00")
+
+
 def _read_visible_string(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, int]:
-    """Read a visible-string as text (non-ASCII bytes become U+FFFD, trailing NUL padding is dropped)."""
+    """Read a visible-string as text (see visible_text)."""
     raw, pos = _read_bytes(data, pos)
-    return raw.decode("ascii", "replace").rstrip("\x00"), pos
+    return visible_text(raw), pos
 
 
 def _read_utf8_string(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, int]:

@@ -243,3 +243,33 @@ class BlockTransferAssembler:
             )
         self._parts = []
         self._size = 0
+
+
+def is_whole_apdu(information: bytes) -> bool:
+    """Tell whether an information field's APDU accounts for exactly its bytes (LLC header optional).
+
+    A data-notification must parse to its last byte (and a body array hold elements of one type, as A-XDR
+    arrays do); a ciphered APDU (general-glo/ded-ciphering) and a general-block-transfer block must be as
+    long as their length field says.  A message reassembled from segments that lost one (or got one too
+    many) fails this, barring a coincidence of the bytes either side of the gap; so does any APDU this
+    library cannot measure.
+    """
+    try:
+        pos = apdu_offset(information)
+        tag = information[pos]
+        if tag == ApduTag.DATA_NOTIFICATION:
+            header = _read_data_notification_header(information, pos)
+            body, end = read_data(information, header.body_offset)
+            if information[header.body_offset] == 0x01 and isinstance(body, list):  # an array: one type
+                return end == len(information) and len({type(element) for element in body}) <= 1
+            return end == len(information)
+        if tag in (ApduTag.GENERAL_GLO_CIPHERING, ApduTag.GENERAL_DED_CIPHERING):
+            title, pos = read_length(information, pos + 1)
+            length, pos = read_length(information, pos + title)
+        elif tag == ApduTag.GENERAL_BLOCK_TRANSFER:  # block-control, block-number, block-number-ack
+            length, pos = read_length(information, pos + 6)
+        else:
+            return False
+    except (DecodeError, IndexError):
+        return False
+    return pos + length == len(information)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Optional
+from typing import Callable, Optional
 
 from amshan._ratelimit import LogLimiter
 from amshan.fastframecheck import (
@@ -46,6 +46,7 @@ _FLAG_RUN = re.compile(rb"\x7e+")
 LLC_HEADER = b"\xe6\xe7\x00"
 _HEADER_KEY_LENGTH = 10
 _MAX_CHECKED_HEADERS = 64
+_MAX_BROKEN = 16  # meters whose broken message's remaining segments the assembler drops
 
 
 def _address_end(data: bytes, position: int, end: int) -> int:
@@ -492,62 +493,79 @@ class HdlcFrameReader:
 class HdlcMessageAssembler:
     """Sans-IO reassembly of messages split over HDLC segments (segmentation bit set on all but the last).
 
-    A message starts with the LLC header E6 E7 00, which only the first segment carries. After an invalid
-    frame or a broken sequence, segments are dropped until the next message starts, so the rest of a broken
-    message is never passed on as, or joined to, another message.
+    A message starts with the LLC header E6 E7 00, which only the first segment carries. Between segments,
+    anything that is not a frame of the sequence's meter is noise and leaves the sequence intact: an invalid
+    frame without a valid header (its HCS fails, or it is too short to have one) or with other addresses, and
+    a whole frame of another meter (delivered on its own when it is a whole message). A real loss drops the
+    sequence: a frame with the sequence's header that fails its FCS, or a segment that cannot follow (a new
+    first segment). With ``is_whole`` (``amshan.dlms.is_whole_apdu``, as the library's protocols and readers
+    pass it), a reassembled message is delivered only when its APDU accounts for exactly its bytes, so a
+    lost middle segment never yields a spliced message. After a drop, segments are dropped until the next
+    message starts, so the rest of a broken message is never passed on as, or joined to, another message.
+    Every dropped message is counted in ``dropped_messages``.
     """
 
     MAX_MESSAGE_LENGTH = 0x10000
 
-    def __init__(self) -> None:
-        """Start with no partial message."""
+    def __init__(self, is_whole: Optional[Callable[[bytes], bool]] = None) -> None:
+        """Start with no partial message; is_whole judges a reassembled message (None: not judged)."""
         self._parts: list[bytes] = []
         self._size = 0
         self._addresses = b""
-        self._resynchronizing = False
-        self._loss_counted = False
+        # Meters (by address octets) whose broken message's remaining segments are dropped until their next
+        # message starts, each with whether that loss is counted yet; bounded, as garbage can name meters.
+        self._broken: dict[bytes, bool] = {}
+        self._is_whole = is_whole
         self._warnings = LogLimiter()
         self.dropped_messages = 0
+        self.noise_frames = 0  # frames that were no segment of the sequence's meter, ignored
 
     def add(self, frame: HdlcFrame) -> Optional[bytes]:
         """Feed one frame; return a whole message's information bytes when it completes."""
-        if not (self._parts or self._resynchronizing) and frame.is_valid and not frame.frame_data[0] & 0x08:
+        if not (self._parts or self._broken) and frame.is_valid and not frame.frame_data[0] & 0x08:
             return frame.information or None  # the common case: a whole message in one frame
+        data = frame.frame_data
         if not frame.is_valid:
-            self._drop("an invalid frame arrived")
+            if not self._has_header(frame):
+                self.noise_frames += 1  # line noise: nothing is lost
+                return None
+            addresses = data[2 : frame.control_position]
+            if self._parts and addresses != self._addresses:
+                self.noise_frames += 1  # another meter's broken frame: this sequence goes on
+            else:
+                self._drop("a segment failed its frame check")
+            self._break(addresses, counted=False)  # a frame of that meter was lost: drop its rest
             return None
         information = frame.information or b""
-        data = frame.frame_data
         is_last = not data[0] & 0x08
         addresses = data[2 : frame.control_position]
         starts_message = information.startswith(LLC_HEADER)
         if self._parts:
-            if addresses != self._addresses or starts_message:
+            if addresses != self._addresses:  # another meter's frame: this sequence goes on
+                self.noise_frames += 1
+                if not starts_message:
+                    self._continue_broken(addresses, is_last)
+                    return None
+                if is_last:
+                    return information  # a whole message of another meter
+                self.dropped_messages += 1  # another meter's segmented message cannot be joined now
+                self._break(addresses, counted=True)
+                return None
+            if starts_message:
                 self._drop("a new message started before the last segment of the previous one")
             else:
                 self._parts.append(information)
                 self._size += len(information)
                 if is_last:
-                    message = b"".join(self._parts)
-                    self._parts = []
-                    self._size = 0
-                    return message
+                    return self._finish()
                 if self._size > self.MAX_MESSAGE_LENGTH:
                     self._drop(f"the message grew beyond {self.MAX_MESSAGE_LENGTH} octets")
+                    self._break(addresses, counted=True)
                 return None
-        if not starts_message and (self._resynchronizing or not is_last):
-            if not self._loss_counted:
-                self.dropped_messages += 1
-                self._loss_counted = True
-            if is_last:  # the end of the message whose start was lost
-                self._resynchronizing = False
-                self._loss_counted = False
-            else:
-                self._resynchronizing = True
-            _LOGGER.debug("Dropped a segment of a message whose first segment was lost")
+        if not starts_message and (addresses in self._broken or not is_last):
+            self._continue_broken(addresses, is_last)
             return None
-        self._resynchronizing = False
-        self._loss_counted = False
+        self._broken.pop(addresses, None)
         if is_last:
             return information or None
         self._parts = [information]
@@ -555,12 +573,52 @@ class HdlcMessageAssembler:
         self._addresses = addresses
         return None
 
+    def _continue_broken(self, addresses: bytes, is_last: bool) -> None:
+        """Drop a segment of a message whose start was lost, counting that message once."""
+        if not self._broken.get(addresses, False):
+            self.dropped_messages += 1
+        if is_last:  # the end of the message whose start was lost
+            self._broken.pop(addresses, None)
+        else:
+            self._break(addresses, counted=True)
+        _LOGGER.debug("Dropped a segment of a message whose first segment was lost")
+
+    def _break(self, addresses: bytes, counted: bool) -> None:
+        """Drop the rest of a meter's message until its next message starts (loss counted or not yet)."""
+        if addresses not in self._broken and len(self._broken) >= _MAX_BROKEN:
+            self._broken.clear()
+        self._broken[addresses] = counted or self._broken.get(addresses, False)
+
+    @staticmethod
+    def _has_header(frame: HdlcFrame) -> bool:
+        """Tell whether an invalid frame has a valid header (HCS), so a meter's frame was lost."""
+        control = frame.control_position
+        return control >= 0 and len(frame.frame_data) >= control + 5 and frame.is_good_hcs
+
+    def _finish(self) -> Optional[bytes]:
+        """Join the segments of a complete sequence; the message, or None when its APDU does not fit it."""
+        message = b"".join(self._parts)
+        segments = len(self._parts)
+        self._parts = []
+        self._size = 0
+        if self._is_whole is None or self._is_whole(message):
+            return message
+        self.dropped_messages += 1
+        if self._warnings.ready():
+            _LOGGER.warning(
+                "Dropped a segmented message of %d segments: its APDU does not account for exactly its %d "
+                "octets (a segment was lost) (%d more drops not logged)",
+                segments,
+                len(message),
+                self._warnings.held_back,
+            )
+        return None
+
     def _drop(self, reason: str) -> None:
-        """Forget a partial message, saying why, and drop its remaining segments when they come."""
-        self._resynchronizing = True
+        """Forget a partial message, saying why (its remaining segments are dropped by _break)."""
         if self._parts:
             self.dropped_messages += 1
-            self._loss_counted = True
+            self._broken[self._addresses] = True
             if self._warnings.ready():
                 _LOGGER.warning(
                     "Dropped a segmented message after %d segments: %s%s",

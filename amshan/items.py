@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import struct
 from datetime import datetime
-from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from amshan._errors import DecodeError, shown
 from amshan.axdr import (
@@ -16,6 +16,7 @@ from amshan.axdr import (
     decode_date_time,
     read_data,
     read_length,
+    visible_text,
 )
 from amshan.cosem import UNIT_SYMBOLS, apply_scaler
 from amshan.dlms import read_notification_header
@@ -78,6 +79,8 @@ class _Field(NamedTuple):
 
 
 _NUMBER, _TEXT, _DATE_TIME = "a number", "text", "a 12-byte date-time"
+TEXT_KIND = _TEXT
+"""The kind (_Field.kind) of the named text fields: list id, meter id, meter type."""
 _TEXT_FIELDS = frozenset((NEK_HAN_FIELD_OBIS_LIST_VER_ID, NEK_HAN_FIELD_METER_ID, NEK_HAN_FIELD_METER_TYPE))
 # The A-XDR value types each kind takes (None: null-data, an item without a value); a date-time octet-string
 # must also hold 12 bytes.
@@ -115,6 +118,9 @@ _U32 = struct.Struct(">I").unpack_from
 _U16 = struct.Struct(">H").unpack_from
 _S16 = struct.Struct(">h").unpack_from
 _SCALER_UNIT_HEAD = b"\x02\x02\x0f"
+_SCALER_UNITS: dict[bytes, tuple[int, str | None]] = {}  # the 6 bytes of a scaler-unit -> (scaler, unit)
+_SCALER_UNITS_MAX = 4096
+_new_tuple = tuple.__new__
 
 
 def field_of(code: bytes) -> _Field:
@@ -169,7 +175,7 @@ def make_item(
     A value of the wrong kind for a named field (voltage as text, meter id as a number) raises a DecodeError
     at offset ``strict_at`` when that is given (a meter's documented layout), else is logged and gives None.
     """
-    field = field_of(code)
+    field = _FIELDS.get(code) or field_of(code)
     types = field.types
     if types is not None and (
         type(raw) not in types or (type(raw) is bytes and field.kind is _DATE_TIME and len(raw) != 12)
@@ -186,7 +192,7 @@ def make_item(
         value = item_value(code, raw)
     if value is None:
         return None
-    return MeterItem(field.obis, field.name, value, unit if unit is not None else field.unit)
+    return _new_tuple(MeterItem, (field.obis, field.name, value, unit if unit is not None else field.unit))
 
 
 def read_value(data: bytes, pos: int) -> tuple[AxdrValue, int]:
@@ -201,14 +207,19 @@ def read_value(data: bytes, pos: int) -> tuple[AxdrValue, int]:
     return read_data(data, pos)
 
 
-def _scaler_unit(data: bytes, pos: int) -> tuple[int, str | None, int]:
-    """Read a scaler-unit structure 02 02 0f <scaler> 16 <unit> at pos; return (scaler, unit, next)."""
-    if data[pos : pos + 3] != _SCALER_UNIT_HEAD or data[pos + 4 : pos + 5] != b"\x16":
-        raise DecodeError(
-            f"expected a scaler-unit structure 02 02 0f xx 16 xx, found {data[pos : pos + 6].hex(' ')}", pos
-        )
-    scaler = data[pos + 3]
-    return (scaler - 256 if scaler > 127 else scaler), UNIT_SYMBOLS.get(data[pos + 5]), pos + 6
+def _scaler_unit(data: bytes, pos: int) -> tuple[int, str | None]:
+    """Read the scaler-unit structure 02 02 0f <scaler> 16 <unit> at pos (6 bytes); return (scaler, unit)."""
+    raw = data[pos : pos + 6]
+    known = _SCALER_UNITS.get(raw)
+    if known is not None:
+        return known
+    if raw[:3] != _SCALER_UNIT_HEAD or raw[4:5] != b"\x16" or len(raw) < 6:
+        raise DecodeError(f"expected a scaler-unit structure 02 02 0f xx 16 xx, found {raw.hex(' ')}", pos)
+    scaler = raw[3]
+    known = (scaler - 256 if scaler > 127 else scaler), UNIT_SYMBOLS.get(raw[5])
+    if len(_SCALER_UNITS) < _SCALER_UNITS_MAX:
+        _SCALER_UNITS[raw] = known
+    return known
 
 
 def read_container(data: bytes, pos: int, tags: tuple[int, ...]) -> tuple[int, int]:
@@ -224,6 +235,50 @@ def read_container(data: bytes, pos: int, tags: tuple[int, ...]) -> tuple[int, i
     return count, pos
 
 
+class _RegisterPlan(NamedTuple):
+    """What a register structure's first 11 bytes (head, OBIS code, value tag) tell, remembered per bytes."""
+
+    size: int  # 2 or 3 elements (3: a scaler-unit follows the value)
+    code: bytes
+    number: Optional[Callable[[bytes, int], Tuple[int]]]  # a named number field's integer: its reader
+    width: int  # the integer's tag and value octets
+    text: Optional[Callable[[bytes], str]]  # a named text field's string: its bytes as text
+    obis: str
+    name: Optional[str]
+    unit: Optional[str]
+
+
+_REGISTER_HEADS = {b"\x02\x02\x09\x06": 2, b"\x02\x03\x09\x06": 3}  # a register structure -> its size
+_INTEGER_READERS: dict[int, Tuple[Callable[[bytes, int], Tuple[int]], int]] = {
+    tag: (struct.Struct(">" + fmt).unpack_from, 1 + struct.calcsize(fmt))
+    for tag, fmt in ((0x05, "i"), (0x06, "I"), (0x0F, "b"), (0x10, "h"), (0x11, "B"), (0x12, "H"),
+                     (0x14, "q"), (0x15, "Q"), (0x16, "B"))
+}  # fmt: skip
+_TEXT_READERS: dict[int, Callable[[bytes], str]] = {0x09: octet_text, 0x0A: visible_text}  # item_value's
+_REGISTER_PLANS: dict[bytes, _RegisterPlan] = {}
+_REGISTER_PLANS_MAX = 4096
+
+
+def _register_plan(data: bytes, pos: int) -> _RegisterPlan:
+    """Check and read the head of a register structure {09 06 OBIS, value[, scaler-unit]} at pos."""
+    head = data[pos : pos + 11]
+    size = _REGISTER_HEADS.get(head[:4])
+    if size is None:
+        if head[:1] == b"\x02" and head[2:4] == b"\x09\x06":
+            raise DecodeError(f"expected a structure of 2 or 3 elements, found {head[1]}", pos + 1)
+        raise DecodeError(f"expected a structure 02 02/03 09 06 <OBIS>, found {head[:4].hex(' ')}", pos)
+    if len(head) < 11:
+        raise truncated(data)
+    code = head[4:10]
+    field = field_of(code)
+    number, width = _INTEGER_READERS.get(head[10], (None, 0)) if field.kind is _NUMBER else (None, 0)
+    text = _TEXT_READERS.get(head[10]) if field.kind is _TEXT else None
+    plan = _RegisterPlan(size, code, number, width, text, field.obis, field.name, field.unit)
+    if len(_REGISTER_PLANS) < _REGISTER_PLANS_MAX:
+        _REGISTER_PLANS[head] = plan
+    return plan
+
+
 def walk_registers(
     data: bytes,
     pos: int,
@@ -237,28 +292,39 @@ def walk_registers(
     """Walk count structures {09 06 OBIS, value[, scaler-unit]} (Aidon layout); return the end position.
 
     With strict, a named field's value of the wrong kind raises a DecodeError (see make_item).  unscaled,
-    when given, collects the codes of numbers sent without a scaler-unit.
+    when given, collects the codes of numbers sent without a scaler-unit.  The items meters send most (a
+    named number field's integer, a named text field's short string) are built in line from the
+    structure's remembered plan: what make_item would build, without its checks (profiled).
     """
     for _ in range(count):
-        if data[pos] != 0x02 or data[pos + 2 : pos + 4] != b"\x09\x06":
-            raise DecodeError(
-                f"expected a structure 02 02/03 09 06 <OBIS>, found {data[pos : pos + 4].hex(' ')}", pos
-            )
-        size = data[pos + 1]
-        if size not in (2, 3):
-            raise DecodeError(f"expected a structure of 2 or 3 elements, found {size}", pos + 1)
-        code = data[pos + 4 : pos + 10]
+        size, code, number, width, text, obis, name, field_unit = _REGISTER_PLANS.get(
+            data[pos : pos + 11]
+        ) or _register_plan(data, pos)
         start = pos + 10
-        raw, pos = read_value(data, start)
+        value: Optional[ItemValue] = None
+        if number is not None:
+            value = integer = number(data, start + 1)[0]
+            pos = start + width
+        elif text is not None and data[start + 1] < 0x80 and start + 2 + data[start + 1] <= len(data):
+            pos = start + 2 + data[start + 1]
+            value = text(data[start + 2 : pos])
+        else:
+            raw, pos = read_data(data, start)
         if size == 3:
-            scaler, unit, pos = _scaler_unit(data, pos)
+            scaler, unit = _SCALER_UNITS.get(data[pos : pos + 6]) or _scaler_unit(data, pos)
+            pos += 6
         else:
             scaler, unit = 0, None
-            if unscaled is not None and isinstance(raw, (int, float)):
-                unscaled.append(code)
-        item = make_item(code, raw, scaler, unit, start if strict else -1, sent=size == 3)
-        if item is not None:
-            items.append(item)
+            if unscaled is not None and (number or (value is None and isinstance(raw, (int, float)))):
+                unscaled.append(code)  # a number sent without a scaler-unit
+        if value is None:
+            item = make_item(code, raw, scaler, unit, start if strict else -1, sent=size == 3)
+            if item is not None:
+                items.append(item)
+        else:
+            if scaler and number is not None:
+                value = float(apply_scaler(integer, scaler))  # a sent scaler gives a float
+            items.append(_new_tuple(MeterItem, (obis, name, value, unit if unit is not None else field_unit)))
         if trace is not None:
             trace.append((start, code, scaler))
     return pos
@@ -295,7 +361,8 @@ def walk_interleaved(
             index += 2
             sent = index < count and data[pos : pos + 3] == _SCALER_UNIT_HEAD
             if sent:
-                scaler, unit, pos = _scaler_unit(data, pos)
+                scaler, unit = _scaler_unit(data, pos)
+                pos += 6
                 index += 1
             else:
                 scaler, unit = scalers.get(code[2:5], 0), None
@@ -338,8 +405,8 @@ def message_to_dict(message: DecodedMessage) -> Dict[str, ItemValue]:
     result: Dict[str, ItemValue] = {}
     if message.manufacturer is not None:
         result[NEK_HAN_FIELD_METER_MANUFACTURER] = message.manufacturer
-    for item in message.items:
-        result[item.name or item.obis] = item.value
+    for obis, name, value, _ in message.items:  # unpacked: faster than attribute access per item
+        result[name or obis] = value
     if message.date_time is not None and NEK_HAN_FIELD_METER_DATETIME not in result:
         result[NEK_HAN_FIELD_METER_DATETIME] = message.date_time
     return result

@@ -11,6 +11,7 @@ from contextlib import suppress
 from typing import Any, Awaitable, Callable, ClassVar, Dict, Optional, Tuple, TypeVar
 
 from amshan._ratelimit import LogLimiter
+from amshan.dlms import is_whole_apdu
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 from amshan.items import ItemValue
 from amshan.reader import MeterReader, ReadFrame
@@ -68,6 +69,10 @@ class ExponentialBackOff(BackOffStrategy):
         return min(self._delay, self.max_delay)
 
 
+DROP_POLICIES = ("newest", "oldest")
+"""What a protocol's full bounded queue loses: the item that does not fit (default), or the oldest one."""
+
+
 class SmartMeterStreamProtocol(asyncio.Protocol, metaclass=ABCMeta):
     """What every meter protocol shares: the connection's life, counters, a bounded queue, rare logs."""
 
@@ -75,9 +80,16 @@ class SmartMeterStreamProtocol(asyncio.Protocol, metaclass=ABCMeta):
     # How often (seconds) a recurring warning or garbage summary may be logged.
     LOG_INTERVAL_SEC: ClassVar[float] = 60.0
 
-    def __init__(self) -> None:
-        """Start unconnected, with zero counts."""
+    def __init__(self, *, drop: str = "newest") -> None:
+        """Start unconnected, with zero counts.
+
+        drop says what a full bounded queue loses: "newest" (the item that does not fit, the default) or
+        "oldest" (the item waiting longest, so that a live meter's latest reading gets through).
+        """
         super().__init__()
+        if drop not in DROP_POLICIES:
+            raise ValueError(f"drop must be one of {', '.join(DROP_POLICIES)}, not {drop!r}")
+        self.drop = drop
         self.instance_id: int = SmartMeterStreamProtocol.total_instance_counter
         SmartMeterStreamProtocol.total_instance_counter += 1
         self._done: Optional[asyncio.Future[None]] = None
@@ -177,13 +189,20 @@ class SmartMeterStreamProtocol(asyncio.Protocol, metaclass=ABCMeta):
             self._summarised_discarded = self.discarded_bytes
 
     def _put(self, queue: asyncio.Queue[_T], item: _T) -> None:
-        """Put item on queue, or drop and count it when the bounded queue is full (reported rate-limited)."""
+        """Put item on queue; when the bounded queue is full drop the newest or oldest item as self.drop says.
+
+        Either way one item is lost and counted in queue_full_drops (reported rate-limited).
+        """
         try:
             queue.put_nowait(item)
         except asyncio.QueueFull:
             self.queue_full_drops += 1
             self._queue_maxsize = queue.maxsize
             self._log_queue_full_drops()
+            if self.drop == "oldest":
+                queue.get_nowait()
+                queue.task_done()  # the dropped item will never be processed: keep join() working
+                queue.put_nowait(item)
             return
         if self._reported_drops != self.queue_full_drops:  # room again: the drops not yet reported are due
             self._log_queue_full_drops()
@@ -204,9 +223,12 @@ class SmartMeterStreamProtocol(asyncio.Protocol, metaclass=ABCMeta):
 class SmartMeterBaseProtocol(SmartMeterStreamProtocol):
     """An asyncio protocol cutting the meter's byte stream into HDLC frames; subclasses handle the frames."""
 
-    def __init__(self, frame_reader: Optional[HdlcFrameReader] = None) -> None:
-        """Use frame_reader, or a reader without octet stuffing (the meters' setting) when None."""
-        super().__init__()
+    def __init__(self, frame_reader: Optional[HdlcFrameReader] = None, *, drop: str = "newest") -> None:
+        """Use frame_reader, or a reader without octet stuffing (the meters' setting) when None.
+
+        See SmartMeterStreamProtocol for drop.
+        """
+        super().__init__(drop=drop)
         self._frame_reader = frame_reader if frame_reader is not None else HdlcFrameReader()
 
     @property
@@ -248,10 +270,14 @@ class SmartMeterFrameProtocol(SmartMeterBaseProtocol):
     """Put every frame read from the stream, valid or not, on a queue (e.g. for logging raw frames)."""
 
     def __init__(
-        self, destination_queue: asyncio.Queue[HdlcFrame], frame_reader: Optional[HdlcFrameReader] = None
+        self,
+        destination_queue: asyncio.Queue[HdlcFrame],
+        frame_reader: Optional[HdlcFrameReader] = None,
+        *,
+        drop: str = "newest",
     ) -> None:
-        """Send frames to destination_queue; see SmartMeterBaseProtocol for frame_reader."""
-        super().__init__(frame_reader)
+        """Send frames to destination_queue; see SmartMeterBaseProtocol for frame_reader and drop."""
+        super().__init__(frame_reader, drop=drop)
         self.queue: asyncio.Queue[HdlcFrame] = destination_queue
 
     def frame_received(self, frame: HdlcFrame) -> None:
@@ -263,12 +289,19 @@ class SmartMeterFrameContentProtocol(SmartMeterBaseProtocol):
     """Put the content of each valid, non-empty message on a queue, HDLC segments reassembled first."""
 
     def __init__(
-        self, destination_queue: asyncio.Queue[bytes], frame_reader: Optional[HdlcFrameReader] = None
+        self,
+        destination_queue: asyncio.Queue[bytes],
+        frame_reader: Optional[HdlcFrameReader] = None,
+        *,
+        drop: str = "newest",
     ) -> None:
-        """Send message contents (information field including the LLC header) to destination_queue."""
-        super().__init__(frame_reader)
+        """Send message contents (information field including the LLC header) to destination_queue.
+
+        See SmartMeterBaseProtocol for frame_reader and drop.
+        """
+        super().__init__(frame_reader, drop=drop)
         self.queue: asyncio.Queue[bytes] = destination_queue
-        self._assembler = HdlcMessageAssembler()
+        self._assembler = HdlcMessageAssembler(is_whole_apdu)
 
     @property
     def broken_messages(self) -> int:
@@ -286,10 +319,14 @@ class _MeterReaderProtocol(SmartMeterStreamProtocol):
     """A protocol reading any transport (HDLC, M-Bus, bare ciphered APDUs) with a MeterReader and the keys."""
 
     def __init__(
-        self, encryption_key: Optional[bytes] = None, authentication_key: Optional[bytes] = None
+        self,
+        encryption_key: Optional[bytes] = None,
+        authentication_key: Optional[bytes] = None,
+        *,
+        drop: str = "newest",
     ) -> None:
-        """Read with a MeterReader holding the meter's keys (16 bytes each, or None)."""
-        super().__init__()
+        """Read with a MeterReader holding the meter's keys (16 bytes each, or None); drop as for the base."""
+        super().__init__(drop=drop)
         self.reader = MeterReader(encryption_key, authentication_key)
 
     @property
@@ -326,9 +363,11 @@ class SmartMeterMessageProtocol(_MeterReaderProtocol):
         destination_queue: asyncio.Queue[Dict[str, ItemValue]],
         encryption_key: Optional[bytes] = None,
         authentication_key: Optional[bytes] = None,
+        *,
+        drop: str = "newest",
     ) -> None:
         """Send decoded dictionaries to destination_queue; the keys are the meter's (16 bytes, or None)."""
-        super().__init__(encryption_key, authentication_key)
+        super().__init__(encryption_key, authentication_key, drop=drop)
         self.queue: asyncio.Queue[Dict[str, ItemValue]] = destination_queue
 
     def _deliver(self, data: bytes) -> None:
@@ -345,9 +384,11 @@ class SmartMeterReadFrameProtocol(_MeterReaderProtocol):
         destination_queue: asyncio.Queue[ReadFrame],
         encryption_key: Optional[bytes] = None,
         authentication_key: Optional[bytes] = None,
+        *,
+        drop: str = "newest",
     ) -> None:
         """Send ReadFrame items to destination_queue; the keys let bare ciphered APDUs be recognised."""
-        super().__init__(encryption_key, authentication_key)
+        super().__init__(encryption_key, authentication_key, drop=drop)
         self.queue: asyncio.Queue[ReadFrame] = destination_queue
 
     def _deliver(self, data: bytes) -> None:

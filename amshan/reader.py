@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Union
 from amshan._ratelimit import LogLimiter
 from amshan.autodecoder import AutoDecoder
 from amshan.cipher import CipheredApduFramer, CipherStats
-from amshan.dlms import BlockTransferAssembler
+from amshan.dlms import BlockTransferAssembler, is_whole_apdu
 from amshan.framing import Framer, FrameScanner
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 from amshan.items import ItemValue
@@ -74,8 +74,9 @@ class MeterReader:
         """Start a reader with empty buffers for one stream, with the meter's keys (16 bytes each) if any."""
         self._decoder = AutoDecoder(encryption_key=encryption_key, authentication_key=authentication_key)
         self._hdlc_reader = HdlcFrameReader()
-        self._hdlc = HdlcMessageAssembler()
+        self._hdlc = HdlcMessageAssembler(is_whole_apdu)
         self._blocks = BlockTransferAssembler()
+        self._block_addresses = b""  # the HDLC addresses of the meter whose blocks are being joined
         self._mbus = MbusMessageAssembler()
         self._p1 = P1TelegramReader()  # after HDLC: the bytes outside telegrams go on to the scanner
         self._p1_parser = P1Parser()
@@ -175,19 +176,21 @@ class MeterReader:
             content = assembler.add(item)  # content only from valid frames
             if content and (blocks.pending or b"\xe0" in content[:4]):  # a general-block-transfer block?
                 valid += 1
-                content = blocks.add(content)
-                if not content and frames is not None:
-                    frames.append(ReadFrame("hdlc", item, True, None))
-                if not content:
-                    continue
+                addresses = item.frame_data[2 : item.control_position]
+                if not blocks.pending or addresses == self._block_addresses:  # else another meter's message
+                    self._block_addresses = addresses
+                    content = blocks.add(content)
+                    if not content and frames is not None:
+                        frames.append(ReadFrame("hdlc", item, True, None))
+                    if not content:
+                        continue
             elif content:
                 valid += 1
             else:
                 if item.is_valid:
                     valid += 1
-                else:
+                else:  # noise or a lost block: block numbers tell a lost block when the next one comes
                     stats.invalid_frames += 1
-                    blocks.drop("a damaged HDLC frame arrived")
                 if frames is not None:
                     frames.append(ReadFrame("hdlc", item, item.is_valid, None))
                 continue
@@ -244,8 +247,7 @@ class MeterReader:
         return self._mbus.add(parse_frame(data))
 
     def _mbus_damaged(self, data: bytes) -> None:
-        """Drop the segmented message a damaged M-Bus frame belonged to."""
-        self._mbus.drop("a damaged M-Bus frame arrived")
+        """Ignore a damaged M-Bus frame: line noise, or a lost segment its successor's number will tell."""
 
     def _apdu_damaged(self, data: bytes) -> None:
         """Let the decoder count (and name the system title of) a bare APDU whose tag failed."""

@@ -41,21 +41,32 @@ async def _create_serial_connection(
 
 
 async def create_serial_frame_connection(
-    queue: asyncio.Queue[HdlcFrame], loop: Optional[asyncio.AbstractEventLoop], *args: Any, **kwargs: Any
+    queue: asyncio.Queue[HdlcFrame],
+    loop: Optional[asyncio.AbstractEventLoop],
+    *args: Any,
+    drop: str = "newest",
+    **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Open a serial port that puts every frame on queue; args and kwargs go to serial.serial_for_url.
 
     For example `url="/dev/ttyUSB0", baudrate=2400, parity=serial.PARITY_EVEN` (Aidon, Kaifa) or
-    `parity=serial.PARITY_NONE` (Kamstrup). loop None means the running loop.
+    `parity=serial.PARITY_NONE` (Kamstrup). loop None means the running loop. drop ("newest", the
+    default, or "oldest") is what a full bounded queue loses (SmartMeterStreamProtocol).
     """
-    return await _create_serial_connection(loop, SmartMeterFrameProtocol(queue), args, kwargs)
+    return await _create_serial_connection(loop, SmartMeterFrameProtocol(queue, drop=drop), args, kwargs)
 
 
 async def create_serial_frame_content_connection(
-    queue: asyncio.Queue[bytes], loop: Optional[asyncio.AbstractEventLoop], *args: Any, **kwargs: Any
+    queue: asyncio.Queue[bytes],
+    loop: Optional[asyncio.AbstractEventLoop],
+    *args: Any,
+    drop: str = "newest",
+    **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Open a serial port that puts each valid message's content on queue; arguments as for frames."""
-    return await _create_serial_connection(loop, SmartMeterFrameContentProtocol(queue), args, kwargs)
+    return await _create_serial_connection(
+        loop, SmartMeterFrameContentProtocol(queue, drop=drop), args, kwargs
+    )
 
 
 async def create_serial_message_connection(
@@ -64,13 +75,14 @@ async def create_serial_message_connection(
     *args: Any,
     encryption_key: Optional[bytes] = None,
     authentication_key: Optional[bytes] = None,
+    drop: str = "newest",
     **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Open a serial port of any transport that puts each decoded message's dictionary on queue.
 
     The keys (16 bytes each, or None) decrypt ciphered meters; other arguments as for frames.
     """
-    protocol = SmartMeterMessageProtocol(queue, encryption_key, authentication_key)
+    protocol = SmartMeterMessageProtocol(queue, encryption_key, authentication_key, drop=drop)
     return await _create_serial_connection(loop, protocol, args, kwargs)
 
 
@@ -80,8 +92,9 @@ async def create_serial_read_frame_connection(
     *args: Any,
     encryption_key: Optional[bytes] = None,
     authentication_key: Optional[bytes] = None,
+    drop: str = "newest",
     **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Open a serial port of any transport that puts every frame (with its message) on queue."""
-    protocol = SmartMeterReadFrameProtocol(queue, encryption_key, authentication_key)
+    protocol = SmartMeterReadFrameProtocol(queue, encryption_key, authentication_key, drop=drop)
     return await _create_serial_connection(loop, protocol, args, kwargs)

@@ -31,20 +31,29 @@ async def _create_tcp_connection(
 
 
 async def create_tcp_frame_connection(
-    queue: asyncio.Queue[HdlcFrame], loop: Optional[asyncio.AbstractEventLoop], *args: Any, **kwargs: Any
+    queue: asyncio.Queue[HdlcFrame],
+    loop: Optional[asyncio.AbstractEventLoop],
+    *args: Any,
+    drop: str = "newest",
+    **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Connect to a TCP stream that puts every frame on queue; args and kwargs go to loop.create_connection.
 
-    For example `"192.168.1.10", 3001` (host, port). loop None means the running loop.
+    For example `"192.168.1.10", 3001` (host, port). loop None means the running loop. drop ("newest", the
+    default, or "oldest") is what a full bounded queue loses (SmartMeterStreamProtocol).
     """
-    return await _create_tcp_connection(loop, SmartMeterFrameProtocol(queue), args, kwargs)
+    return await _create_tcp_connection(loop, SmartMeterFrameProtocol(queue, drop=drop), args, kwargs)
 
 
 async def create_tcp_frame_content_connection(
-    queue: asyncio.Queue[bytes], loop: Optional[asyncio.AbstractEventLoop], *args: Any, **kwargs: Any
+    queue: asyncio.Queue[bytes],
+    loop: Optional[asyncio.AbstractEventLoop],
+    *args: Any,
+    drop: str = "newest",
+    **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Connect to a TCP stream that puts each valid message's content on queue; arguments as for frames."""
-    return await _create_tcp_connection(loop, SmartMeterFrameContentProtocol(queue), args, kwargs)
+    return await _create_tcp_connection(loop, SmartMeterFrameContentProtocol(queue, drop=drop), args, kwargs)
 
 
 async def create_tcp_message_connection(
@@ -53,13 +62,14 @@ async def create_tcp_message_connection(
     *args: Any,
     encryption_key: Optional[bytes] = None,
     authentication_key: Optional[bytes] = None,
+    drop: str = "newest",
     **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Connect to a TCP stream of any transport that puts each decoded message's dictionary on queue.
 
     The keys (16 bytes each, or None) decrypt ciphered meters; other arguments as for frames.
     """
-    protocol = SmartMeterMessageProtocol(queue, encryption_key, authentication_key)
+    protocol = SmartMeterMessageProtocol(queue, encryption_key, authentication_key, drop=drop)
     return await _create_tcp_connection(loop, protocol, args, kwargs)
 
 
@@ -69,8 +79,9 @@ async def create_tcp_read_frame_connection(
     *args: Any,
     encryption_key: Optional[bytes] = None,
     authentication_key: Optional[bytes] = None,
+    drop: str = "newest",
     **kwargs: Any,
 ) -> MeterTransportProtocol:
     """Connect to a TCP stream of any transport that puts every frame (with its message) on queue."""
-    protocol = SmartMeterReadFrameProtocol(queue, encryption_key, authentication_key)
+    protocol = SmartMeterReadFrameProtocol(queue, encryption_key, authentication_key, drop=drop)
     return await _create_tcp_connection(loop, protocol, args, kwargs)

@@ -31,11 +31,16 @@ class Impl:
         """Return how many of the frames a reader returned are valid (as a consumer would check)."""
         raise NotImplementedError
 
-    def new_decoder(self) -> Callable[[bytes], Optional[Dict[Any, Any]]]:
-        """Return a function decoding one message (HDLC information field, LLC included) to a dict."""
+    def new_decoder(
+        self, options: Optional[Dict[str, Any]] = None
+    ) -> Callable[[bytes], Optional[Dict[Any, Any]]]:
+        """Return a function decoding one message (HDLC information field, LLC included) to a dict.
+
+        options are keyword arguments of our AutoDecoder (max_shapes=0: the cache off); others ignore them.
+        """
         raise NotImplementedError
 
-    def pipeline(self, chunks: List[bytes]) -> int:
+    def pipeline(self, chunks: List[bytes], options: Optional[Dict[str, Any]] = None) -> int:
         """Feed the chunks through the content protocol and decode every message; return dicts made."""
         raise NotImplementedError
 
@@ -72,11 +77,11 @@ def reader_pass(impl: Impl, chunks: List[bytes]) -> Pass:
     return once
 
 
-def decoder_pass(impl: Impl, batch: List[bytes]) -> Pass:
+def decoder_pass(impl: Impl, batch: List[bytes], options: Optional[Dict[str, Any]] = None) -> Pass:
     """One pass of a fresh AutoDecoder over the messages; counts the dicts it returns."""
 
     def once() -> int:
-        decode = impl.new_decoder()
+        decode = impl.new_decoder(options)
         ok = 0
         for content in batch:
             if decode(content):
@@ -86,9 +91,9 @@ def decoder_pass(impl: Impl, batch: List[bytes]) -> Pass:
     return once
 
 
-def pipeline_pass(impl: Impl, chunks: List[bytes]) -> Pass:
+def pipeline_pass(impl: Impl, chunks: List[bytes], options: Optional[Dict[str, Any]] = None) -> Pass:
     """One pass of bytes -> dictionaries through the implementation's pipeline."""
-    return lambda: impl.pipeline(chunks)
+    return lambda: impl.pipeline(chunks, options)
 
 
 def time_pass(func: Pass) -> Tuple[float, int]:

@@ -77,15 +77,19 @@ class AmshanImpl(Impl):
                     n += 1
         return n
 
-    def new_decoder(self) -> Callable[[bytes], Optional[Dict[Any, Any]]]:
-        return self.autodecoder.AutoDecoder().decode_frame_content  # type: ignore[no-any-return]
+    def new_decoder(
+        self, options: Optional[Dict[str, Any]] = None
+    ) -> Callable[[bytes], Optional[Dict[Any, Any]]]:
+        # options (e.g. max_shapes=0) are ours only: the old AutoDecoder has no shape cache to turn off
+        kwargs = (options or {}) if self.name == "ours" else {}
+        return self.autodecoder.AutoDecoder(**kwargs).decode_frame_content  # type: ignore[no-any-return]
 
-    def pipeline(self, chunks: List[bytes]) -> int:
+    def pipeline(self, chunks: List[bytes], options: Optional[Dict[str, Any]] = None) -> int:
         async def run() -> int:
             queue: asyncio.Queue[bytes] = asyncio.Queue()
             protocol = self.meter_connection.SmartMeterFrameContentProtocol(queue)
             data_received = protocol.data_received
-            decode = self.autodecoder.AutoDecoder().decode_frame_content
+            decode = self.new_decoder(options)
             get = queue.get_nowait
             empty = queue.empty
             made = 0
@@ -132,10 +136,12 @@ class FloorImpl(Impl):
     def count_valid(self, frames: List[Any]) -> int:
         return len(frames)  # the floor returns only frames whose FCS is good
 
-    def new_decoder(self) -> Callable[[bytes], Optional[Dict[Any, Any]]]:
+    def new_decoder(
+        self, options: Optional[Dict[str, Any]] = None
+    ) -> Callable[[bytes], Optional[Dict[Any, Any]]]:
         return self.floor.decode  # type: ignore[no-any-return]
 
-    def pipeline(self, chunks: List[bytes]) -> int:
+    def pipeline(self, chunks: List[bytes], options: Optional[Dict[str, Any]] = None) -> int:
         return self.floor.pipeline(chunks)  # type: ignore[no-any-return]
 
     def feed_random(self, total: int, chunk: int) -> Dict[str, Any]:
@@ -164,13 +170,13 @@ _NEEDS = {
 }
 
 
-def _consistency(impl: Any, contents: List[bytes]) -> Dict[str, Any]:
+def _consistency(impl: Any, contents: List[bytes], options: Dict[str, Any]) -> Dict[str, Any]:
     """Compare one long-lived decoder (warm: caches filled) with a fresh decoder per message (cold)."""
     try:
-        warm = impl.new_decoder()
-        for content in contents:  # fill whatever the decoder remembers
+        warm = impl.new_decoder(options)
+        for content in contents * 2:  # fill whatever the decoder remembers (shapes: on the second sighting)
             warm(content)
-        differ = sum(1 for content in contents if warm(content) != impl.new_decoder()(content))
+        differ = sum(1 for content in contents if warm(content) != impl.new_decoder(options)(content))
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     return {"messages": len(contents), "differ": differ}
@@ -190,10 +196,11 @@ def serve(impl: Any) -> None:
                 batch = (contents * (-(-cmd["decode_messages"] // len(contents))))[: cmd["decode_messages"]]
                 info: Dict[str, Any] = {"bytes": inputs["bytes"], "frames": inputs["frames"], "parts": {}}
                 expected = {"reader": inputs["frames"], "decoder": len(batch), "pipeline": inputs["frames"]}
+                options = meter.get("decoder_options", {})
                 makers = {
                     "reader": lambda i=inputs: _measure.reader_pass(impl, i["chunks"]),
-                    "decoder": lambda b=batch: _measure.decoder_pass(impl, b),
-                    "pipeline": lambda i=inputs: _measure.pipeline_pass(impl, i["chunks"]),
+                    "decoder": lambda b=batch, o=options: _measure.decoder_pass(impl, b, o),
+                    "pipeline": lambda i=inputs, o=options: _measure.pipeline_pass(impl, i["chunks"], o),
                 }
                 for part, needs in _NEEDS.items():
                     if not all(getattr(impl, module) is not None for module in needs):
@@ -212,7 +219,7 @@ def serve(impl: Any) -> None:
                         "warmup_seconds": seconds,
                     }
                 if impl.autodecoder is not None:
-                    info["consistency"] = _consistency(impl, contents)
+                    info["consistency"] = _consistency(impl, contents, options)
                 reply["meters"][meter["name"]] = info
         elif cmd["cmd"] == "run":
             seconds, count = _measure.time_pass(passes[cmd["meter"]][cmd["part"]])

@@ -60,6 +60,12 @@ METERS: List[Tuple[str, Tuple[str, ...]]] = [
     ),
 ]
 MAIN_METER = "Aidon NO list 3"
+MANY_METERS = "200 Aidon meters"  # Aidon NO list 3 of 200 meters (other meter ids) interleaved
+MANY_LAYOUTS = "50 layouts"  # 50 list layouts of Aidon, Kaifa, Kamstrup NO/SE meters interleaved
+CACHE_OFF = "Aidon 3, cache off"  # Aidon NO list 3 through AutoDecoder(max_shapes=0): the full decoder
+METER_COUNT = 200
+LAYOUT_COUNT = 50
+LAYOUT_MAKERS = ("aidon", "kaifa", "kamstrup")
 
 FULL = {
     "stream_bytes": 10_000_000,
@@ -110,7 +116,8 @@ def _info_position(frame_data: bytes) -> int:
 
 
 def _value_leaves(content: bytes) -> List[Tuple[int, int]]:
-    """Return (tag, offset of the value) of the integers and 12-byte date-times of a data-notification.
+    """Return (tag, offset of the value) of the integers, strings and 12-byte date-times (tag 0x19) of a
+    data-notification.
 
     The date-time of the APDU header (09 0C .., or a bare 0C .. as Kamstrup sends it) counts as one too.
     """
@@ -133,6 +140,10 @@ def _value_leaves(content: bytes) -> List[Tuple[int, int]]:
                 and 2000 <= int.from_bytes(content[pos + 2 : pos + 4], "big") < 2100
             ):
                 leaves.append((0x19, pos + 2))  # an octet-string holding a date-time (the clock)
+            elif content[pos + 1] and not (
+                tag == 0x09 and content[pos + 1] == 6 and content[pos + 7] == 0xFF
+            ):
+                leaves.append((tag, pos + 2))  # a string (not an OBIS code): its length is the byte before
             pos += 2 + content[pos + 1]
         elif tag in sizes:
             leaves.append((tag, pos + 1))
@@ -154,15 +165,41 @@ def _new_value(tag: int, old: bytes, rnd: random.Random) -> bytes:
     return old  # scalers, units: the shape
 
 
-def make_variants(frame: bytes, count: int, seed: int) -> List[bytes]:
-    """Return the frame and count-1 variants with other values, HCS/FCS recomputed, no 0x7E/0x7D inside."""
+def _meter_id_at(content: bytes) -> Optional[Tuple[int, int]]:
+    """Return (offset, length) of the meter id: the first string of 8 or more ASCII digits, if any."""
+    for tag, off in _value_leaves(content):
+        if tag in (0x09, 0x0A) and content[off - 1] >= 8 and content[off : off + content[off - 1]].isdigit():
+            return off, content[off - 1]
+    return None
+
+
+def _frame_of(frame: bytes, content: bytes) -> bytes:
+    """Return the frame with another information field: frame length, HCS and FCS made to fit."""
+    crc = _crc()
+    data = frame[1:-1]
+    info_at = _info_position(data)
+    length = info_at + len(content) + 2
+    header = bytes(((data[0] & 0xF8) | length >> 8, length & 0xFF)) + data[2 : info_at - 2]
+    inner = header + crc(header).to_bytes(2, "little") + content
+    return b"\x7e" + inner + crc(inner).to_bytes(2, "little") + b"\x7e"
+
+
+def make_variants(frame: bytes, count: int, seed: int, meter_ids: bool = False) -> List[bytes]:
+    """Return the frame and count-1 variants with other values, HCS/FCS recomputed, no 0x7E/0x7D inside.
+
+    With meter_ids, every variant also comes from another meter: its meter id's digits are redrawn.
+    """
     crc = _crc()
     data = frame[1:-1]
     info_at = _info_position(data)
     content = data[info_at:-2]
     leaves = [(tag, off) for tag, off in _value_leaves(content) if tag in (0x06, 0x10, 0x12, 0x19)]
+    meter_id = _meter_id_at(content) if meter_ids else None
+    if meter_ids and meter_id is None:
+        raise SystemExit("a benchmark frame of many meters has no meter id")
     rnd = random.Random(seed)
     out = [frame]
+    ids = {content[meter_id[0] : sum(meter_id)]} if meter_id else set()
     if 0x7E in data or 0x7D in data:
         raise SystemExit("a benchmark frame holds 0x7E/0x7D inside: pick another")
     while len(out) < count:
@@ -174,17 +211,110 @@ def make_variants(frame: bytes, count: int, seed: int) -> List[bytes]:
                 continue
             size = 4 if tag == 0x06 else 2
             body[off : off + size] = _new_value(tag, bytes(body[off : off + size]), rnd)
-        header = data[: info_at - 2]
-        head = header + crc(header).to_bytes(2, "little")
-        inner = head + bytes(body)
-        inner += crc(inner).to_bytes(2, "little")
+        if meter_id is not None:
+            new_id = bytes(body[meter_id[0] : meter_id[0] + 4]) + bytes(
+                rnd.choice(b"0123456789") for _ in range(meter_id[1] - 4)
+            )
+            if new_id in ids:
+                continue
+            body[meter_id[0] : sum(meter_id)] = new_id
+        inner = _frame_of(frame, bytes(body))[1:-1]
         if 0x7E in inner or 0x7D in inner:  # keep the old reader's (flag-delimited) job comparable
             continue
+        if meter_id is not None:
+            ids.add(bytes(body[meter_id[0] : sum(meter_id)]))
         out.append(b"\x7e" + inner + b"\x7e")
     for f in out:
         if crc(f[1:-1]) != 0x0F47 or len(f) - 2 != ((f[1] & 0x07) << 8 | f[2]):
             raise AssertionError("variant frame does not check out")
     return out
+
+
+def _skeleton(content: bytes) -> bytes:
+    """Return content with every value zeroed (numbers, strings, date-times): what a list layout is."""
+    body = bytearray(content)
+    sizes = {0x06: 4, 0x05: 4, 0x12: 2, 0x10: 2, 0x14: 8, 0x15: 8}
+    for tag, off in _value_leaves(content):
+        size = 12 if tag == 0x19 else content[off - 1] if tag in (0x09, 0x0A) else sizes.get(tag, 1)
+        body[off : off + size] = bytes(size)
+    return bytes(body)
+
+
+def _widened(frame: bytes, extra: int) -> Optional[bytes]:
+    """Return the frame with its last string (the meter type) longer by extra digits: another layout.
+
+    None when the frame has no string, or the new frame would hold 0x7E/0x7D inside.
+    """
+    data = frame[1:-1]
+    content = data[_info_position(data) : -2]
+    strings = [
+        off
+        for tag, off in _value_leaves(content)
+        if tag in (0x09, 0x0A) and content[off : off + content[off - 1]].isalnum()
+    ]
+    if not strings:
+        return None
+    off = strings[-1]
+    end = off + content[off - 1]
+    wider = content[: off - 1] + bytes((content[off - 1] + extra,)) + content[off:end]
+    wider += b"0123456789"[:extra] + content[end:]
+    new = _frame_of(frame, wider)
+    return None if 0x7E in new[1:-1] or 0x7D in new[1:-1] else new
+
+
+def _layout_frames(vectors: Dict[str, Dict[str, Any]]) -> List[bytes]:
+    """Return LAYOUT_COUNT frames of distinct list layouts, each from another meter, interleaved.
+
+    The layouts are those of the corpus's valid single-frame Aidon, Kaifa and Kamstrup NO/SE captures, then
+    the same with a meter type longer by 1, 2, ... digits (as other meter models send), until there are
+    enough; each gets 4 variants of its values (and meter id).
+    """
+    bases: Dict[bytes, bytes] = {}
+    for vid in sorted(vectors):
+        vec = vectors[vid]
+        if not (
+            vec["layer"] == "hdlc"
+            and vec["valid"] is True
+            and not vec["encrypted"]
+            and vec["meter"] in LAYOUT_MAKERS
+            and vec["country"] in ("NO", "SE")
+            and not vec["frames"]
+        ):
+            continue
+        frame = bytes.fromhex(vec["hex"])
+        data = frame[1:-1]
+        if len(frame) < 9 or len(data) != ((data[0] & 0x07) << 8 | data[1]) or 0x7E in data or 0x7D in data:
+            continue
+        if data[0] & 0x08 or _crc()(data) != 0x0F47:  # a segment, or not one intact frame
+            continue
+        bases.setdefault(_skeleton(data[_info_position(data) : -2]), frame)
+    layouts = list(bases.values())
+    extra = 1
+    while len(layouts) < LAYOUT_COUNT and extra < 40:
+        layouts += [w for w in (_widened(f, extra) for f in bases.values()) if w is not None]
+        extra += 1
+    if len(layouts) < LAYOUT_COUNT:
+        raise SystemExit(f"only {len(layouts)} layouts found for the {MANY_LAYOUTS} row")
+    per_layout = [
+        make_variants(
+            f, 4, seed=100 + i, meter_ids=_meter_id_at(f[1:-1][_info_position(f[1:-1]) : -2]) is not None
+        )
+        for i, f in enumerate(layouts[:LAYOUT_COUNT])
+    ]
+    return [variants[v] for v in range(4) for variants in per_layout]
+
+
+def _row(name: str, ident: str, frames: List[bytes], **extra: Any) -> Dict[str, Any]:
+    """Return one row's inputs for the runners: frames and information fields in hex."""
+    contents = [f[1:-1][_info_position(f[1:-1]) : -2] for f in frames]
+    return {
+        "name": name,
+        "id": ident,
+        "frame_bytes": len(b"".join(frames)) // len(frames),
+        "frames": [f.hex() for f in frames],
+        "contents": [c.hex() for c in contents],
+        **extra,
+    }
 
 
 def load_meters() -> List[Dict[str, Any]]:
@@ -210,16 +340,16 @@ def load_meters() -> List[Dict[str, Any]]:
             for vid in ids:  # each frame of the pattern takes the next variant of its list
                 frames.append(variants[vid][used[vid] % VARIANTS])
                 used[vid] += 1
-        contents = [f[1:-1][_info_position(f[1:-1]) : -2] for f in frames]
-        meters.append(
-            {
-                "name": label,
-                "id": "+".join(dict.fromkeys(ids)),
-                "frame_bytes": len(b"".join(frames)) // len(frames),
-                "frames": [f.hex() for f in frames],
-                "contents": [c.hex() for c in contents],
-            }
-        )
+        meters.append(_row(label, "+".join(dict.fromkeys(ids)), frames))
+    main = next(m for m in meters if m["name"] == MAIN_METER)
+    main_id = dict(METERS)[MAIN_METER][0]
+    many = make_variants(bytes.fromhex(vectors[main_id]["hex"]), METER_COUNT, seed=99, meter_ids=True)
+    meters.append(_row(MANY_METERS, f"{main_id}, {METER_COUNT} meter ids", many))
+    meters.append(
+        _row(MANY_LAYOUTS, f"{LAYOUT_COUNT} layouts of {'/'.join(LAYOUT_MAKERS)}", _layout_frames(vectors))
+    )
+    cache_off = {**main, "name": CACHE_OFF, "decoder_options": {"max_shapes": 0}}
+    meters.append(cache_off)
     return meters
 
 
@@ -543,6 +673,26 @@ def report(results: Dict[str, Any], cfg: Dict[str, Any], meters: List[Dict[str, 
         1.0,
         fmt="{:.2f}x",
     )
+    print("\nTargets (issue 15: many meters, many layouts, the full decoder; AutoDecoder messages/s)")
+    for row, goal in ((MANY_METERS, 1.0), (MANY_LAYOUTS, 0.7), (CACHE_OFF, 0.5)):
+        target(
+            f"decoder ours/floor, {row}",
+            div(
+                _get(speed["ours"], row, "decoder", "msgs_per_s"),
+                _get(speed["floor"], row, "decoder", "msgs_per_s"),
+            ),
+            goal,
+            fmt="{:.2f}x",
+        )
+    for meter in meters:
+        name = meter["name"]
+        ratios = [
+            _ratio(
+                _get(speed["ours"], name, part, "msgs_per_s"), _get(speed["floor"], name, part, "msgs_per_s")
+            )
+            for part in ("decoder", "pipeline")
+        ]
+        print(f"  {name:<20} ours/floor: decoder {ratios[0]:>7}, pipeline {ratios[1]:>7}")
     readers = results.get("meter_reader")
     if readers and "error" not in readers:
         print("\n(e) MeterReader (any transport, no flag) against the pipeline, messages/s  (issue 11)")

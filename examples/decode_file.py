@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 
 from amshan.autodecoder import AutoDecoder
+from amshan.dlms import is_whole_apdu
 from amshan.hdlc import HdlcFrameReader, HdlcMessageAssembler
 
 
 def main(path: str) -> int:
     reader = HdlcFrameReader()
-    assembler = HdlcMessageAssembler()  # joins HDLC-segmented messages, drops broken ones
+    assembler = HdlcMessageAssembler(is_whole_apdu)  # joins HDLC-segmented messages, drops broken ones
     decoder = AutoDecoder()
     decoded_count = 0
     with Path(path).open("rb") as capture:

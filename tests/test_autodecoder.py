@@ -369,6 +369,59 @@ class TestCosem:
         assert apply_scaler(5, 0) == 5 and isinstance(apply_scaler(5, 0), int)
 
 
+# --- the shape cache over many meters and layouts (issue 15) ---------------------------------------------
+
+
+def with_meter_id(content: bytes, number: int) -> bytes:
+    """The same list from another meter: the 16-digit meter id redrawn."""
+    meter_id = str(AutoDecoder().decode_frame_content(content)["meter_id"]).encode()  # type: ignore[index]
+    return content.replace(meter_id, f"{number:016d}".encode())
+
+
+def with_longer_meter_type(content: bytes, extra: int) -> bytes:
+    """The same list from another meter model: a meter type longer by extra characters (another layout)."""
+    meter_type = str(AutoDecoder().decode_frame_content(content)["meter_type"]).encode()  # type: ignore[index]
+    longer = meter_type + b"X" * extra
+    return content.replace(
+        b"\x0a" + bytes((len(meter_type),)) + meter_type, b"\x0a" + bytes((len(longer),)) + longer
+    )
+
+
+def test_all_meters_of_one_layout_share_one_shape() -> None:
+    decoder = AutoDecoder()
+    fleet = [with_meter_id(AIDON_LIST_3, 7359992890000000 + n) for n in range(200)]
+    for content in fleet * 3:
+        decoded = decoder.decode_frame_content(content)
+        assert decoded is not None and decoded == AutoDecoder().decode_frame_content(content)
+    assert decoder._shape_count == 1
+    assert (
+        decoder.shape_cache_hits == 3 * 200 - 201
+    )  # each meter's first message goes through the full decoder
+
+
+def test_a_shape_is_made_on_the_second_sighting_and_the_cache_stays_bounded() -> None:
+    decoder = AutoDecoder(max_shapes=8)
+    layouts = [with_longer_meter_type(AIDON_LIST_3, n) for n in range(40)]
+    assert len({len(content) for content in layouts}) == 40
+    for content in layouts:  # every layout seen once: no shape made
+        assert decoder.decode_frame_content(content) is not None
+    assert decoder._shape_count == 0
+    for content in layouts * 2:
+        assert decoder.decode_frame_content(content) == AutoDecoder().decode_frame_content(content)
+    assert 0 < decoder._shape_count <= 8
+    hits = decoder.shape_cache_hits
+    for content in layouts[-8:]:  # the most recently used layouts are the ones kept
+        decoder.decode_frame_content(content)
+    assert decoder.shape_cache_hits == hits + 8
+
+
+def test_max_shapes_0_turns_the_cache_off() -> None:
+    decoder = AutoDecoder(max_shapes=0)
+    for _ in range(5):
+        assert decoder.decode_frame_content(AIDON_LIST_3) == AutoDecoder().decode_frame_content(AIDON_LIST_3)
+    assert decoder.shape_cache_hits == 0
+
+
 # The shape cache, deterministically: every decodable corpus message, then the same message with every
 # number, every date-time and the invoke id changed, must give through the cache what the full decoder gives.
 
@@ -421,7 +474,9 @@ def test_the_shape_cache_reads_new_values_as_the_full_decoder_does(salt: int) ->
     assert len(messages) >= 100
     for content in messages:
         decoder = AutoDecoder()
-        assert decoder.decode_frame_content(content) is not None
+        for _ in range(2):  # a skeleton becomes a shape on its second sighting
+            assert decoder.decode_frame_content(content) is not None
+        assert decoder.shape_cache_hits == 0
         name = decoder.previous_success_decoder
         assert name is not None
         variant = _with_new_values(content, name, salt)

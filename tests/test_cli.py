@@ -400,6 +400,15 @@ def test_read_tcp_from_the_simulator(simulator: int) -> None:
         assert message["meter_manufacturer"] == vector["meter"].capitalize()
 
 
+def test_read_tcp_with_drop_oldest(simulator: int) -> None:
+    result = run_amshan("read", f"tcp://127.0.0.1:{simulator}", "--drop", "oldest", "--count", "3")
+    assert result.returncode == 0, result.stderr
+    messages = json_lines(result.stdout)
+    assert len(messages) == 3
+    for message, vector in zip(messages, bundled_vectors()):
+        assert_values(message, vector)
+
+
 def test_read_tcp_frames_format(simulator: int) -> None:
     result = run_amshan("read", f"tcp://127.0.0.1:{simulator}", "--format", "frames", "--count", "3")
     assert result.returncode == 0, result.stderr

@@ -11,6 +11,7 @@ from _support import corpus_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from amshan.dlms import is_whole_apdu
 from amshan.fastframecheck import FastFrameCheckSequence16, crc16_x25
 from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 
@@ -369,7 +370,7 @@ def test_assembler_counts_each_lost_message_once_and_logs_why(caplog: pytest.Log
         assert [assembler.add(f) for f in (middle, last)] == [None, None]  # the start was never seen
         assert [assembler.add(f) for f in (first, middle, last)] == [None, None, REAL_MESSAGE]
     assert assembler.dropped_messages == 3
-    assert "Dropped a segmented message after 1 segments: an invalid frame arrived" in caplog.text
+    assert "Dropped a segmented message after 1 segments: a segment failed its frame check" in caplog.text
     assert "Dropped a segment of a message whose first segment was lost" in caplog.text
     assembler = HdlcMessageAssembler()  # a fresh one: its warnings are rate-limited
     with caplog.at_level("WARNING", logger="amshan.hdlc"):
@@ -379,12 +380,17 @@ def test_assembler_counts_each_lost_message_once_and_logs_why(caplog: pytest.Log
 
 
 def test_assembler_joins_only_segments_from_the_same_addresses() -> None:
-    first, _, last = segments(REAL_MESSAGE, 3)
+    first, own_middle, last = segments(REAL_MESSAGE, 3)
     for address in ({"destination": b"\x43"}, {"source": b"\x08\x85"}):  # the same lengths, other values
         _, middle, _ = segments(REAL_MESSAGE, 3, **address)
+        # another meter's segment is noise between ours: never joined, the sequence goes on around it
         assembler = HdlcMessageAssembler()
+        found = [assembler.add(f) for f in (first, middle, own_middle, last)]
+        assert found == [None, None, None, REAL_MESSAGE], address
+        # in place of ours it leaves a gap: with is_whole the spliced message is dropped, never delivered
+        assembler = HdlcMessageAssembler(is_whole_apdu)
         assert [assembler.add(f) for f in (first, middle, last)] == [None, None, None], address
-        assert assembler.dropped_messages == 1
+        assert assembler.dropped_messages == 2  # ours, and the other meter's, whose first segment was lost
 
 
 def test_assembler_takes_a_last_segment_without_information_as_the_end() -> None:

@@ -9,7 +9,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 import serial
@@ -88,17 +88,6 @@ def socat(tmp_path: Path) -> Any:
     pair.start()
     yield pair
     pair.stop()
-
-
-@pytest.fixture
-async def openpty() -> AsyncIterator[tuple[int, str]]:
-    master, slave = pty.openpty()
-    os.set_blocking(master, False)
-    try:
-        yield master, os.ttyname(slave)
-    finally:
-        os.close(slave)
-        os.close(master)
 
 
 async def test_openpty_frames_in_random_chunks_arrive_exactly_once(openpty: tuple[int, str]) -> None:

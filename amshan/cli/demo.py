@@ -84,6 +84,7 @@ async def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         args.database = None
         args.count = None
         args.idle_timeout = DEFAULT_IDLE_TIMEOUT
+        args.drop = "newest"
         args.save = None
         args.encryption_key = None if encryption_key is None else encryption_key.hex()
         args.authentication_key = None if authentication_key is None else authentication_key.hex()

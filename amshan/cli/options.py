@@ -11,6 +11,7 @@ from typing import Any, Callable, NoReturn, Optional, Tuple, TypeVar
 
 from amshan.cipher import parse_key
 from amshan.influxdb import DEFAULT_MAX_BUFFER, DEFAULT_MEASUREMENT
+from amshan.meter_connection import DROP_POLICIES
 from amshan.mqtt_core import DEFAULT_DISCOVERY_PREFIX, DEFAULT_TOPIC_PREFIX
 from amshan.mqtt_core import DEFAULT_MAX_BUFFER as DEFAULT_MQTT_MAX_BUFFER
 from amshan.simulator import METERS, P1_METERS
@@ -150,6 +151,13 @@ def add_source(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_IDLE_TIMEOUT,
         metavar="SECONDS",
         help="reconnect when no valid frame came for this long (default %(default)g; 0 turns it off)",
+    )
+    live.add_argument(
+        "--drop",
+        choices=DROP_POLICIES,
+        default="newest",
+        help="when the output falls behind and the queue of readings is full, drop the newest (default) "
+        "or the oldest reading (keeps the latest reading of a live meter flowing)",
     )
     recorded = parser.add_argument_group("files and stdin")
     recorded.add_argument(

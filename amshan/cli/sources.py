@@ -287,6 +287,7 @@ async def read_live(
                 source.port,
                 encryption_key=encryption_key,
                 authentication_key=authentication_key,
+                drop=args.drop,
             )
 
     else:
@@ -301,6 +302,7 @@ async def read_live(
                 parity=args.parity,
                 encryption_key=encryption_key,
                 authentication_key=authentication_key,
+                drop=args.drop,
             )
 
     reported = ""
