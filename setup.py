@@ -31,7 +31,7 @@ setup(
             "selenium>=4.11",
             *WEB,
         ],
-        "dev": ["ruff", "mypy", "types-pyserial", "mutmut>=3", *WEB],
+        "dev": ["ruff", "mypy", "types-pyserial", "mutmut>=3", "aiomqtt>=2.0", *WEB],  # mypy reads all
         "fuzz": ["atheris>=2"],
     },
     entry_points={"console_scripts": ["amshan=amshan.cli:main"]},
