@@ -268,8 +268,11 @@ async def test_full_buffer_drops_the_oldest_and_counts_them(influxd: InfluxServe
     task = asyncio.ensure_future(writer.run())
     for point in make_points(100):
         writer.add(point)
-    await asyncio.sleep(0.3)
-    assert (writer.pending, writer.dropped) == (40, 60)
+    deadline = time.monotonic() + 10
+    while writer.failed_writes < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert writer.failed_writes >= 2, "the writer never tried the stopped database"
+    assert (writer.pending, writer.dropped) == (40, 60)  # the newest 40 kept, 60 dropped
     influxd.start()
     writer.stop()
     await asyncio.wait_for(task, 30)
