@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import collections
 import random
+import types
 from typing import Any
 
 import pytest
-from _hdlc_builder import build_frame
+from _hdlc_builder import build_frame, check_octets
 from _support import corpus_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from amshan.dlms import is_whole_apdu
 from amshan.fastframecheck import FastFrameCheckSequence16, crc16_x25
-from amshan.hdlc import HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
+from amshan.hdlc import LLC_HEADER, HdlcFrame, HdlcFrameReader, HdlcMessageAssembler
 
 HDLC_VECTORS = corpus_frames(layer="hdlc")
 VALID_SINGLE = [
@@ -346,7 +348,9 @@ def segments(information: bytes, parts: int, **address: Any) -> list[HdlcFrame]:
     return HdlcFrameReader().read(wire)
 
 
-def test_assembler_size_limit_counts_every_segment_and_allows_exactly_the_maximum() -> None:
+def test_assembler_size_limit_counts_every_segment_and_allows_exactly_the_maximum(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     limit = HdlcMessageAssembler.MAX_MESSAGE_LENGTH
     filler = b"\xe6\xe7\x00" + bytes(range(256)) * (limit // 256)  # the LLC header, then filler octets
     for body, kept in ((filler[:limit], True), (filler[: limit + 1], False)):
@@ -358,6 +362,8 @@ def test_assembler_size_limit_counts_every_segment_and_allows_exactly_the_maximu
         out = [m for m in map(assembler.add, frames) if m is not None]
         assert out == ([body + b"end"] if kept else []), len(body)
         assert assembler.dropped_messages == (0 if kept else 1)
+    grew = f"Dropped a segmented message after 40 segments: the message grew beyond {limit} octets"
+    assert [r.getMessage() for r in caplog.records] == [grew]
 
 
 def test_assembler_counts_each_lost_message_once_and_logs_why(caplog: pytest.LogCaptureFixture) -> None:
@@ -450,3 +456,220 @@ def test_octet_stuffed_reading_counts_and_bounds_what_it_skips() -> None:
     plain = HdlcFrameReader(use_octet_stuffing=True)
     frames = plain.read(b"\x7e\x01\x02\x7d\x7e" + frame)
     assert frames[0].frame_data == b"\x01\x02\x7d" and frames[1].is_valid
+
+
+# The frame checks at their bounds (IEC 62056-46 type 3: an HCS only when an information field follows)
+
+
+def header_with_hcs(**fields: Any) -> bytes:
+    """Return the octets of a frame with an HCS and an empty information field, FCS included, no flags."""
+    destination, source = fields.get("destination", b"\x41"), fields.get("source", b"\x08\x83")
+    header = (0xA000 | (2 + len(destination) + len(source) + 1 + 4)).to_bytes(2, "big") + destination + source
+    header += b"\x13"
+    body = header + check_octets(header)
+    return body + check_octets(body)
+
+
+def test_frame_checks_at_their_shortest() -> None:
+    one_octet = HdlcFrame(b"\x41" + check_octets(b"\x41"))  # one octet under its FCS
+    assert one_octet.is_good_ffc is True
+    assert HdlcFrame(b"\xa0\x02").is_expected_length is True  # a format field saying 2, and 2 octets
+    assert HdlcFrame(b"\xa0").is_expected_length is False
+    empty = HdlcFrame(header_with_hcs())  # header, HCS, empty information field, FCS
+    assert len(empty) == empty.control_position + 5
+    assert empty.is_good_hcs is True and empty.is_valid and empty.information == b""
+    cut = HdlcFrame(empty.frame_data[:-1])  # one octet after the HCS: no room for an FCS behind it
+    assert cut.is_good_hcs is False and cut.information is None
+    too_long = HdlcFrame(build_frame(b"\x01", destination=b"\x02\x04\x06\x08\x0b")[1:-1])
+    assert too_long.control_position < 0 and too_long.is_good_hcs is False
+
+
+def test_an_address_past_four_octets_is_rejected_before_the_frame_is_complete() -> None:
+    """Five address octets can never be a frame: the candidate is rejected at once, not waited for."""
+    frame = build_frame(bytes(200), destination=b"\x02\x04\x06\x08\x0b")
+    reader = HdlcFrameReader()
+    (rejected,) = reader.read(frame[:12])
+    assert rejected.frame_data == frame[1:12] and not rejected.is_valid
+    assert reader.buffered_bytes == 0
+
+
+def test_read_interleaved_passes_the_bytes_outside_valid_frames_on_in_order() -> None:
+    frame = build_frame(b"\x01\x02")
+    reader = HdlcFrameReader()
+    got = reader.read_interleaved(b"junk" + frame + b"more")
+    assert got[0] == b"junk" and got[2] == b"more" and len(got) == 3
+    assert isinstance(got[1], HdlcFrame) and got[1].is_valid and got[1].frame_data == frame[1:-1]
+    assert reader.read_interleaved(b"\x7e\xa0") == []  # the start of a frame is held, not passed on
+    assert [f.frame_data for f in reader.read_interleaved(frame[2:])] == [frame[1:-1]]  # type: ignore[union-attr]
+
+
+def test_a_frame_after_a_truncated_one_comes_out_with_its_closing_flag_whatever_the_chunking() -> None:
+    """A truncated frame claiming 2047 octets; the next frame, in pieces, comes out with its last piece."""
+    truncated = b"\x7e" + bytes.fromhex("a7ff410883") + b"\x13"
+    truncated += check_octets(truncated[1:]) + b"\x01\x02"
+    following = VALID_SINGLE[0]
+    for cut in range(1, len(following) - 1):
+        reader = HdlcFrameReader()
+        assert not [f for f in reader.read(truncated + following[:cut]) if f.is_valid]
+        got = [f.frame_data for f in reader.read(following[cut:]) if f.is_valid]
+        assert got == [following[1:-1]], cut
+
+
+def test_an_incomplete_frame_read_octet_by_octet_judges_each_flag_inside_it_once() -> None:
+    """The reader works in linear time: an incomplete frame's inner flags are judged once, not every read."""
+    frame = build_frame(LLC_HEADER + b"\x7e\x01" * 60)  # 60 flags inside that open no frame
+    reader = HdlcFrameReader()
+    judged: list[int] = []
+    evaluate = reader._evaluate
+
+    def counting(buffer: bytes, position: int, size: int) -> Any:
+        judged.append(position)
+        return evaluate(buffer, position, size)
+
+    reader._evaluate = counting  # type: ignore[method-assign]
+    frames = read_in_chunks(frame, [1], reader)
+    assert [f.frame_data for f in frames] == [frame[1:-1]]
+    # The frame's own flag is judged on each read until its 10 header octets are in (then they are known);
+    # every later flag while it is the last octet, the last but one, and once its format octet is in.
+    times = collections.Counter(judged)
+    assert times.pop(0) <= 11 and len(times) >= 60 and max(times.values()) <= 3, times
+
+
+def test_discarded_bytes_add_up_over_reads_in_every_mode() -> None:
+    """discarded_bytes is a running total: each skipped or aborted span adds to what came before."""
+    aborted = b"\x7e" + VALID_SINGLE[0][1:20] + b"\x7d\x7e"
+    reader = HdlcFrameReader(use_abort_sequence=True)
+    frames = reader.read(VALID_SINGLE[1] + aborted + VALID_SINGLE[0])  # the aborted frame after a valid one
+    assert [f.frame_data for f in frames] == [VALID_SINGLE[1][1:-1], VALID_SINGLE[0][1:-1]]
+    assert reader.discarded_bytes == len(aborted) - 1
+    stuffed = bytes.fromhex(next(v["hex"] for v in HDLC_VECTORS if v["id"].endswith("stuffed-short-info")))
+    reader = HdlcFrameReader(use_octet_stuffing=True)
+    for total in (5, 10):  # no flag at all, twice: nothing is held
+        assert reader.read(b"noise") == [] and reader.discarded_bytes == total
+        assert reader.buffered_bytes == 0 and reader.unescape_next is False
+    aborting = HdlcFrameReader(use_octet_stuffing=True, use_abort_sequence=True)
+    for total in (3, 6):  # the aborted span 01 02 7D each time
+        assert [f.is_valid for f in aborting.read(b"\x7e\x01\x02\x7d\x7e" + stuffed)] == [True]
+        assert aborting.discarded_bytes == total
+    limit = 2 * (HdlcFrame.MAX_FRAME_LENGTH + 1)
+    reader = HdlcFrameReader(use_octet_stuffing=True)
+    reader.read(b"ab\x7e")
+    assert reader.read(bytes(limit)) == [] and reader.discarded_bytes == 2 + limit + 1
+
+
+# HdlcMessageAssembler: what is noise, what is a loss, and how each is counted
+
+OTHER = {"destination": b"\x43"}  # another meter: the same lengths, another address
+
+
+def with_fcs_broken(frame: HdlcFrame) -> HdlcFrame:
+    """Return the frame with its last FCS octet flipped (its header, with its HCS, intact)."""
+    return HdlcFrame(frame.frame_data[:-1] + bytes((frame.frame_data[-1] ^ 1,)))
+
+
+def test_assembler_counts_noise_and_keeps_the_sequence_around_it() -> None:
+    first, middle, last = segments(REAL_MESSAGE, 3)
+    _, other_middle, other_last = segments(REAL_MESSAGE, 3, **OTHER)
+    garbage = HdlcFrame(b"\x01\x02\x03")
+    assembler = HdlcMessageAssembler()
+    fed = [garbage, first, garbage, with_fcs_broken(other_middle), other_last, middle, last]
+    assert [assembler.add(f) for f in fed] == [None] * 6 + [REAL_MESSAGE]
+    assert assembler.noise_frames == 4  # two garbage frames and the other meter's two frames
+    assert assembler.dropped_messages == 1  # the other meter's message, whose first segment never came
+
+
+def test_assembler_takes_a_frame_without_a_trusted_header_for_noise() -> None:
+    first, middle, last = segments(REAL_MESSAGE, 3)
+    damaged = bytearray(middle.frame_data)
+    damaged[7] ^= 0x01  # the HCS: the addresses cannot be trusted, nothing is known to be lost
+    no_information = HdlcFrame(build_frame(b"", segmented=True)[1:-2] + b"\x00")  # no HCS, FCS broken
+    for noise in (HdlcFrame(bytes(damaged)), no_information):
+        assembler = HdlcMessageAssembler()
+        assert [assembler.add(f) for f in (first, noise, middle, last)] == [None, None, None, REAL_MESSAGE]
+        assert (assembler.noise_frames, assembler.dropped_messages) == (1, 0)
+    # a frame with an HCS and an empty information field whose FCS fails: a frame of this meter was lost
+    lost = with_fcs_broken(HdlcFrame(header_with_hcs()))
+    assembler = HdlcMessageAssembler()
+    assert [assembler.add(f) for f in (first, lost, middle, last)] == [None] * 4
+    assert (assembler.noise_frames, assembler.dropped_messages) == (0, 1)
+
+
+def test_assembler_drops_the_rest_of_a_message_whose_first_segment_was_broken() -> None:
+    first, middle, last = segments(REAL_MESSAGE, 3)
+    assembler = HdlcMessageAssembler()
+    assert [assembler.add(f) for f in (with_fcs_broken(first), middle, last)] == [None, None, None]
+    assert assembler.dropped_messages == 1  # counted once, when the rest of it is dropped
+    assert [assembler.add(f) for f in (first, middle, last)] == [None, None, REAL_MESSAGE]
+
+
+def test_assembler_drops_the_rest_of_another_meters_message_interrupting_ours() -> None:
+    first, middle, last = segments(REAL_MESSAGE, 3)
+    other_first, other_middle, other_last = segments(REAL_MESSAGE, 3, **OTHER)
+    (other_whole,) = HdlcFrameReader().read(build_frame(REAL_MESSAGE[3:], **OTHER))  # no LLC header
+    assembler = HdlcMessageAssembler()
+    assembler.add(with_fcs_broken(first))
+    assembler.add(last)
+    assert assembler.dropped_messages == 1
+    # its first segment while ours runs: lost at once; its later segments are dropped without a new count
+    fed = [first, other_first, middle, last, other_middle, other_last]
+    assert [assembler.add(f) for f in fed] == [None, None, None, REAL_MESSAGE, None, None]
+    assert assembler.dropped_messages == 2
+    # its middle segment while ours runs: its message is lost; its last segment is dropped after ours
+    fed = [first, other_middle, middle, last, other_last]
+    assert [assembler.add(f) for f in fed] == [None, None, None, REAL_MESSAGE, None]
+    assert assembler.dropped_messages == 3
+    # its last segment while ours runs ends its lost message: its next whole frame is delivered
+    fed = [first, other_last, middle, last, other_whole]
+    assert [assembler.add(f) for f in fed] == [None, None, None, REAL_MESSAGE, REAL_MESSAGE[3:]]
+    assert assembler.dropped_messages == 4
+    fed = [other_first, other_middle, other_last]
+    assert [assembler.add(f) for f in fed] == [None, None, REAL_MESSAGE]
+
+
+def test_assembler_remembers_several_broken_meters_and_at_most_sixteen() -> None:
+    meters = [{"destination": bytes((2 * n + 1,))} for n in range(40)]
+    assembler = HdlcMessageAssembler()
+    lasts = []
+    for meter in meters[:2]:  # two meters broken at once: the rest of each is dropped
+        first, _, last = segments(REAL_MESSAGE, 3, **meter)
+        assembler.add(with_fcs_broken(first))
+        lasts.append(last)
+    assert [assembler.add(f) for f in lasts] == [None, None] and assembler.dropped_messages == 2
+    sizes = []
+    for meter in meters:  # garbage naming many meters, each broken by a frame failing its FCS
+        first, middle, _ = segments(REAL_MESSAGE, 3, **meter)
+        assembler.add(first)
+        assembler.add(with_fcs_broken(middle))  # the sequence's own frame: its message is dropped
+        sizes.append(len(assembler._broken))
+    assert max(sizes) == 16 and assembler.dropped_messages == 2 + 40
+
+
+def test_assembler_logs_each_kind_of_drop_with_its_reason_rate_limited(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("amshan._ratelimit.time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    first, middle, last = segments(REAL_MESSAGE, 3)
+    assembler = HdlcMessageAssembler(lambda message: False)  # no reassembled message fits its APDU
+    with caplog.at_level("DEBUG", logger="amshan.hdlc"):
+        for _ in range(3):
+            assert [assembler.add(f) for f in (first, middle, last)] == [None, None, None]
+        clock[0] += 61
+        assert [assembler.add(f) for f in (first, middle, last)] == [None, None, None]
+        for _ in range(2):
+            assert [assembler.add(f) for f in (first, with_fcs_broken(middle))] == [None, None]
+        clock[0] += 61
+        assert [assembler.add(f) for f in (first, with_fcs_broken(middle), last)] == [None, None, None]
+    assert assembler.dropped_messages == 7
+    unfit = (
+        "Dropped a segmented message of 3 segments: its APDU does not account for exactly its "
+        f"{len(REAL_MESSAGE)} octets (a segment was lost)"
+    )
+    broken = "Dropped a segmented message after 1 segments: a segment failed its frame check"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        unfit,
+        unfit + " (2 more drops not logged)",
+        broken + " (2 more drops not logged)",
+    ]
+    lost_start = "Dropped a segment of a message whose first segment was lost"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"] == [lost_start]
