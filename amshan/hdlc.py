@@ -545,7 +545,8 @@ class HdlcMessageAssembler:
                 self.noise_frames += 1  # another meter's broken frame: this sequence goes on
             else:
                 self._drop("a segment failed its frame check")
-            self._break(addresses, counted=False)  # a frame of that meter was lost: drop its rest
+            # A frame of that meter was lost: drop the rest of its message.
+            self._break(addresses, counted=False)  # pragma: no mutate (equivalent: counted=None is falsy too)
             return None
         information = frame.information or b""
         is_last = not data[0] & 0x08

@@ -602,6 +602,16 @@ def test_assembler_drops_the_rest_of_a_message_whose_first_segment_was_broken() 
     assert [assembler.add(f) for f in (first, middle, last)] == [None, None, REAL_MESSAGE]
 
 
+def test_assembler_counts_a_meters_next_loss_after_a_message_of_it_came_through() -> None:
+    first, middle, last = segments(REAL_MESSAGE, 3)
+    assembler = HdlcMessageAssembler()
+    fed = [first, with_fcs_broken(middle), first, middle, last]  # a broken message, the next one whole
+    assert [assembler.add(f) for f in fed] == [None] * 4 + [REAL_MESSAGE]
+    assert assembler.dropped_messages == 1
+    assert [assembler.add(f) for f in (middle, last)] == [None, None]  # the next message lost its start
+    assert assembler.dropped_messages == 2
+
+
 def test_assembler_drops_the_rest_of_another_meters_message_interrupting_ours() -> None:
     first, middle, last = segments(REAL_MESSAGE, 3)
     other_first, other_middle, other_last = segments(REAL_MESSAGE, 3, **OTHER)
