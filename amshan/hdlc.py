@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 from amshan._ratelimit import LogLimiter
 from amshan.fastframecheck import (
@@ -157,6 +157,11 @@ class HdlcFrameHeader:
 
 
 _ALL_CHECKS_GOOD = (True, True, True)
+# Verdicts other than VALID: only a VALID verdict's closing flag and control indices are ever used.
+_INCOMPLETE = (_Verdict.INCOMPLETE, 0, 0)  # pragma: no mutate (equivalent: its indices are unused)
+_IDLE = (_Verdict.IDLE, 0, 0)  # pragma: no mutate (equivalent: its indices are unused)
+_NOT_A_FRAME = (_Verdict.NOT_A_FRAME, 0, 0)  # pragma: no mutate (equivalent: its indices are unused)
+_INVALID = (_Verdict.INVALID, 0, 0)  # pragma: no mutate (equivalent: its indices are unused)
 
 
 class HdlcFrame:
@@ -271,7 +276,8 @@ class HdlcFrameReader:
         self._use_octet_stuffing = use_octet_stuffing
         self._use_abort_sequence = use_abort_sequence
         self._buffer = b""
-        self._lookahead = 0  # buffer index from which to look past an incomplete candidate
+        # The buffer index from which to look past an incomplete candidate (0 and 1 alike: see its use).
+        self._lookahead = 0  # pragma: no mutate (equivalent: 1 is no later than any candidate's flag + 1)
         self._gap = 0  # buffer index from which the bytes outside valid frames are not yet passed on
         # Meters repeat a few headers: the first octets of a frame whose header (format, addresses, control,
         # HCS) all lie within them and passed, mapped to the control field's offset.
@@ -295,7 +301,8 @@ class HdlcFrameReader:
 
     def read(self, data: bytes) -> list[HdlcFrame]:
         """Read more bytes and return the frames they complete: valid ones and, for diagnosis, failed ones."""
-        return self._read(data, False)  # type: ignore[return-value]  # no bytes without other_bytes
+        # No bytes come out without other_bytes (None would be as false as False).
+        return self._read(data, False)  # type: ignore[return-value]  # pragma: no mutate (equivalent: None)
 
     def read_interleaved(self, data: bytes) -> list[HdlcFrame | bytes]:
         """Read like read(), with the bytes outside valid frames in stream order between the frames.
@@ -307,7 +314,7 @@ class HdlcFrameReader:
 
     def _read(self, data: bytes, other_bytes: bool) -> list[HdlcFrame | bytes]:
         """Cut the buffered bytes into frames; with other_bytes, put the bytes between valid frames in too."""
-        buffer = self._buffer + data if self._buffer else bytes(data)
+        buffer = self._buffer + data  # bytes, whatever buffer type data is (data itself when nothing is held)
         if self._use_octet_stuffing:
             return list(self._read_stuffed(buffer))
         frames: list[HdlcFrame | bytes] = []
@@ -320,7 +327,7 @@ class HdlcFrameReader:
         while True:
             if position >= size or buffer[position] != FLAG_SEQUENCE:  # hunt for an opening flag
                 flag = find(_FLAG, position)
-                if flag < 0:
+                if flag < 0:  # pragma: no mutate (equivalent: the octet at position is no flag: never 0)
                     self.discarded_bytes += size - position
                     position = size
                     break
@@ -334,7 +341,7 @@ class HdlcFrameReader:
                     if not self._has_complete_frame_after(buffer, position, size):
                         break
                     position = self._reject(buffer, position, frames)
-                    self._lookahead = 0
+                    self._lookahead = 0  # pragma: no mutate (equivalent: 1, as in __init__)
                     continue
                 frame_data = buffer[start:end]
                 if (
@@ -342,13 +349,12 @@ class HdlcFrameReader:
                     or register_routine(frame_data, INIT_REGISTER, register_table) != GOOD_REGISTER
                 ):
                     position = self._reject(buffer, position, frames)
-                    self._lookahead = 0
+                    self._lookahead = 0  # pragma: no mutate (equivalent: 1, as in __init__)
                     continue
             else:
                 verdict, end, control = self._evaluate(buffer, position, size)
-                if verdict is _Verdict.IDLE:
-                    run = _FLAG_RUN.match(buffer, position)
-                    position = run.end() - 1 if run else position + 1  # the run's last flag opens a frame
+                if verdict is _Verdict.IDLE:  # a run of flags (it starts at position): its last opens a frame
+                    position = cast(re.Match[bytes], _FLAG_RUN.match(buffer, position)).end() - 1
                     continue
                 if verdict is _Verdict.NOT_A_FRAME:
                     self.discarded_bytes += 1
@@ -360,7 +366,7 @@ class HdlcFrameReader:
                     break
                 if verdict is not _Verdict.VALID:
                     position = self._reject(buffer, position, frames)
-                    self._lookahead = 0
+                    self._lookahead = 0  # pragma: no mutate (equivalent: 1, as in __init__)
                     continue
                 frame_data = buffer[start:end]
                 control_offset = control - start
@@ -368,66 +374,67 @@ class HdlcFrameReader:
                 if position > gap:
                     frames.append(buffer[gap:position])
                 gap = end + 1
-            frame = new_frame(HdlcFrame)  # a frame every check passed: built without re-checking
+            # A frame every check passed, built without re-checking: its caches filled (None would recompute).
+            frame = new_frame(HdlcFrame)
             frame._data = frame_data
-            frame._control = control_offset
-            frame._checks = _ALL_CHECKS_GOOD
-            frame._valid = True
+            frame._control = control_offset  # pragma: no mutate (equivalent: a cache)
+            frame._checks = _ALL_CHECKS_GOOD  # pragma: no mutate (equivalent: a cache)
+            frame._valid = True  # pragma: no mutate (equivalent: a cache)
             frames.append(frame)
-            self._lookahead = 0
+            self._lookahead = 0  # pragma: no mutate (equivalent: 1, as in __init__)
             # The closing flag may open the next frame; when a flag of its own follows, start there.
             position = end + 1 if end + 1 < size and buffer[end + 1] == FLAG_SEQUENCE else end
         if other_bytes and position > gap:
             frames.append(buffer[gap:position])
         self._gap = max(0, gap - position)
-        self._buffer = buffer[position:] if position < size else b""
-        if position < size:
-            self._lookahead -= position
+        self._buffer = buffer[position:]
+        self._lookahead -= position
         return frames
 
     def _evaluate(self, buffer: bytes, position: int, size: int) -> tuple[_Verdict, int, int]:
         """Judge the candidate at the flag at ``position``: (verdict, closing flag index, control index)."""
         if position + 2 >= size:
-            return _Verdict.INCOMPLETE, 0, 0
+            return _INCOMPLETE
         first = buffer[position + 1]
         if first == FLAG_SEQUENCE:
-            return _Verdict.IDLE, 0, 0
+            return _IDLE
         if first >> 4 != _FRAME_FORMAT_TYPE_3:
-            return _Verdict.NOT_A_FRAME, 0, 0
+            return _NOT_A_FRAME
         start = position + 1
         length = (first & 0x07) << 8 | buffer[start + 1]
         end = start + length  # index of the closing flag
         if length < _MIN_FRAME_LENGTH:
-            return _Verdict.INVALID, end, 0
-        key = buffer[start : start + _HEADER_KEY_LENGTH]
-        control_offset = self._checked_headers.get(key)
-        if control_offset is not None:  # these exact header octets passed every header check before
-            control = start + control_offset
-        else:
-            control = _control_position(buffer, start, min(end, size))
-            if control == -2:
-                return (_Verdict.INVALID if end <= size else _Verdict.INCOMPLETE), end, 0
-            header_end = control + 1
-            if control < 0 or end < header_end + 2 or header_end + 2 < end < header_end + 4:
-                return _Verdict.INVALID, end, 0
-            if end > header_end + 2:  # an information field follows, guarded by the HCS
-                if header_end + 2 > size:
-                    return _Verdict.INCOMPLETE, end, control
-                header = buffer[start : header_end + 2]
-                if register_routine(header, INIT_REGISTER, register_table) != GOOD_REGISTER:
-                    return _Verdict.INVALID, end, control
-                if header_end + 2 - start <= len(key) == _HEADER_KEY_LENGTH:
-                    if len(self._checked_headers) >= _MAX_CHECKED_HEADERS:
-                        self._checked_headers.clear()
-                    self._checked_headers[key] = control - start
+            return _INVALID
+        # The header is checked in full: the read loop has looked the memoised headers up already.
+        control = _control_position(buffer, start, min(end, size))
+        if control == -2:
+            return _INVALID if end <= size else _INCOMPLETE
+        header_end = control + 1
+        # Equivalent mutants of the next line: of "control < 0" (a control field is at index 4 or later, and
+        # with a negative one the HCS check below covers at most one octet, never checking good) and of the
+        # HCS-plus-one-octet bound (no HCS's second octet starts the FCS of what precedes it).
+        if control < 0 or end < header_end + 2 or header_end + 2 < end < header_end + 4:  # pragma: no mutate
+            return _INVALID
+        # Without an information field the HCS is the FCS: checking it twice changes nothing (>=, - 2).
+        if end > header_end + 2:  # pragma: no mutate (equivalent: see above)
+            if header_end + 2 > size:
+                return _INCOMPLETE
+            key = buffer[start : start + _HEADER_KEY_LENGTH]
+            header = buffer[start : header_end + 2]
+            if register_routine(header, INIT_REGISTER, register_table) != GOOD_REGISTER:
+                return _INVALID
+            if header_end + 2 - start <= len(key) == _HEADER_KEY_LENGTH:
+                if len(self._checked_headers) >= _MAX_CHECKED_HEADERS:
+                    self._checked_headers.clear()
+                self._checked_headers[key] = control - start
         if end >= size:
-            return _Verdict.INCOMPLETE, end, control
+            return _INCOMPLETE
         if (
             buffer[end] == FLAG_SEQUENCE
             and register_routine(buffer[start:end], INIT_REGISTER, register_table) == GOOD_REGISTER
         ):
             return _Verdict.VALID, end, control
-        return _Verdict.INVALID, end, control
+        return _INVALID
 
     def _has_complete_frame_after(self, buffer: bytes, position: int, size: int) -> bool:
         """Return True when a complete valid frame starts after the incomplete candidate at ``position``.

@@ -683,3 +683,144 @@ def test_assembler_logs_each_kind_of_drop_with_its_reason_rate_limited(
     ]
     lost_start = "Dropped a segment of a message whose first segment was lost"
     assert [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"] == [lost_start]
+
+
+# The read loop's edges: what is skipped and counted, what is held, what is memoised
+
+
+def counting_evaluations(reader: HdlcFrameReader) -> list[int]:
+    """Count the candidates the reader judges in full (its header parsed and checked), by position."""
+    judged: list[int] = []
+    evaluate = reader._evaluate
+
+    def counting(buffer: bytes, position: int, size: int) -> Any:
+        judged.append(position)
+        return evaluate(buffer, position, size)
+
+    reader._evaluate = counting  # type: ignore[method-assign]
+    return judged
+
+
+def test_a_fresh_reader_holds_nothing() -> None:
+    assert HdlcFrameReader().buffered_bytes == 0 and HdlcFrameReader().is_in_hunt_mode
+    assert HdlcFrameReader(use_octet_stuffing=True).unescape_next is False
+
+
+def test_the_read_loop_counts_every_octet_it_skips() -> None:
+    frame = VALID_SINGLE[0]
+    reader = HdlcFrameReader()
+    for total in (5, 10):  # no flag at all
+        assert reader.read(b"noise") == [] and reader.discarded_bytes == total
+    # a flag opening no frame (its next octet is no format octet) is counted with what follows it
+    assert len(reader.read(frame + b"junk")) == 1 and reader.discarded_bytes == 15  # after a frame
+    assert len(reader.read(frame + b"junk" + frame)) == 2 and reader.discarded_bytes == 20  # between frames
+    assert reader.buffered_bytes == 1  # the last closing flag, which may open the next frame
+    for total in (24, 28):
+        assert [f.is_valid for f in reader.read(b"\x7e\x01\x7e\x02" + frame)] == [True]
+        assert reader.discarded_bytes == total
+    reader = HdlcFrameReader()
+    assert reader.read(b"\x7e\x01\x02") == []  # two octets after a flag are enough to tell
+    assert (reader.discarded_bytes, reader.buffered_bytes) == (3, 0)
+
+
+def test_a_flag_run_is_skipped_at_once() -> None:
+    reader = HdlcFrameReader()
+    judged = counting_evaluations(reader)
+    frames = reader.read(b"\x7e" * 200 + VALID_SINGLE[0] + b"\x7e" * 200 + VALID_SINGLE[1])
+    assert [f.frame_data for f in frames] == [VALID_SINGLE[0][1:-1], VALID_SINGLE[1][1:-1]]
+    assert len(judged) == 5, judged  # each run, each frame, the last closing flag: no flag by flag walk
+
+
+def test_a_header_seen_before_is_not_parsed_again() -> None:
+    frame, other = VALID_SINGLE[0], VALID_SINGLE[1]
+    for primer in (frame, other + frame):  # the header memoised wherever it stood in the buffer
+        reader = HdlcFrameReader()
+        reader.read(primer)  # its closing flag is held
+        judged = counting_evaluations(reader)
+        assert [f.is_valid for f in reader.read(frame + frame)] == [True, True]
+        assert judged == [0, 2 * len(frame)]  # only the two flags before the frames and the last one
+    ten_octet_header = build_frame(LLC_HEADER, destination=b"\x02\x03", source=b"\x04\x06\x09")
+    reader = HdlcFrameReader()
+    reader.read(ten_octet_header)  # format, addresses and control: 8 octets, HCS 2: all in the key
+    judged = counting_evaluations(reader)
+    assert [f.is_valid for f in reader.read(ten_octet_header)] == [True]
+    assert judged == [0, len(ten_octet_header)]
+
+
+def test_a_header_longer_than_the_memo_key_is_checked_every_time() -> None:
+    """13 header octets: the 10 memoised octets do not cover its HCS, so a wrong HCS is always caught."""
+    frame = build_frame(LLC_HEADER + b"\x01", destination=b"\x02\x04\x06\x09", source=b"\x02\x04\x06\x0b")
+    damaged = bytearray(frame[1:-3])
+    damaged[12] ^= 0x01  # the HCS's second octet, beyond the 10 octets
+    damaged += check_octets(bytes(damaged))
+    reader = HdlcFrameReader()
+    got = reader.read(frame + b"\x7e" + bytes(damaged) + b"\x7e" + frame)
+    assert [f.is_valid for f in got] == [True, False, True]
+
+
+def test_the_memoised_headers_are_bounded() -> None:
+    reader = HdlcFrameReader()
+    sizes = []
+    for control in range(0, 200, 2):  # 100 headers that differ in their control octet
+        (frame,) = reader.read(build_frame(LLC_HEADER, control=control))
+        assert frame.is_valid
+        sizes.append(len(reader._checked_headers))
+    assert max(sizes) == 64
+
+
+@pytest.mark.parametrize(
+    "octets",
+    [
+        "a007410883",  # 7 octets: the source address runs to the frame's end, unclosed
+        "a0074108",  # the same frame, 2 octets short: invalid once its claimed length is in
+    ],
+)
+def test_a_frame_whose_addresses_run_to_its_end_is_rejected_once_its_length_is_in(octets: str) -> None:
+    data = b"\x7e" + bytes.fromhex(octets) + b"\x02\x04\x06\x08"[: 9 - len(octets) // 2]
+    reader = HdlcFrameReader()
+    (rejected,) = reader.read(data)
+    assert not rejected.is_valid and reader.buffered_bytes == 0
+
+
+def test_a_frame_too_short_for_its_fcs_after_its_header_is_never_valid() -> None:
+    """Format, addresses (1 + 2 octets) and control, then one octet: the good FCS overlaps the control."""
+    body = bytes.fromhex("a007410883")
+    data = body + check_octets(body)
+    assert HdlcFrame(data).is_good_ffc and HdlcFrame(data).is_expected_length
+    assert not HdlcFrame(data).is_valid
+    assert not [f for f in HdlcFrameReader().read(b"\x7e" + data + b"\x7e") if f.is_valid]
+
+
+def test_a_frame_with_an_hcs_and_an_empty_information_field_is_read() -> None:
+    frame = header_with_hcs()
+    assert [f.frame_data for f in HdlcFrameReader().read(b"\x7e" + frame + b"\x7e") if f.is_valid] == [frame]
+
+
+def test_a_wrong_hcs_is_rejected_as_soon_as_it_is_in() -> None:
+    frame = VALID_SINGLE[0]
+    damaged = frame[:7] + bytes((frame[7] ^ 0x01,))  # flag, format, addresses, control, HCS (wrong)
+    reader = HdlcFrameReader()
+    (rejected,) = reader.read(damaged)
+    assert not rejected.is_valid and reader.buffered_bytes == 0
+
+
+def test_interleaved_bytes_never_include_empty_runs_and_survive_a_held_flag() -> None:
+    frame = build_frame(b"\x01\x02")
+    reader = HdlcFrameReader()
+    got = reader.read_interleaved(frame + frame)  # back to back: nothing between them
+    assert [type(item) for item in got] == [HdlcFrame, HdlcFrame]
+    assert reader.read_interleaved(b"junk") == [b"junk"]
+    got = reader.read_interleaved(b"more" + frame + b"\x01")  # the closing flag may open a frame: held
+    assert got[0] == b"more" and isinstance(got[1], HdlcFrame) and len(got) == 2
+    assert reader.read_interleaved(b"\x02\x03") == [b"\x01\x02\x03"]  # it opened none
+
+
+def test_a_truncated_frame_after_a_memoised_one_gives_way_to_the_valid_frame_after_it() -> None:
+    """Truncated frames, one whose header is memoised and one new, then a valid frame: all in one read."""
+    big = build_frame(bytes(range(1, 126)) * 4)  # a memoised header claiming about 500 octets
+    new_header = build_frame(bytes(range(1, 126)) * 3, destination=b"\x43")
+    for reader in (HdlcFrameReader(), HdlcFrameReader()):
+        reader.read(big)
+        got = reader.read(big[:20] + new_header[:20] + VALID_SINGLE[0])
+        assert [f.is_valid for f in got] == [False, False, True]
+        assert got[2].frame_data == VALID_SINGLE[0][1:-1]
