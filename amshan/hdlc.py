@@ -352,7 +352,7 @@ class HdlcFrameReader:
                     self._lookahead = 0  # pragma: no mutate (equivalent: 1, as in __init__)
                     continue
             else:
-                verdict, end, control = self._evaluate(buffer, position, size)
+                verdict, end, control_offset = self._evaluate(buffer, position, size)
                 if verdict is _Verdict.IDLE:  # a run of flags (it starts at position): its last opens a frame
                     position = cast(re.Match[bytes], _FLAG_RUN.match(buffer, position)).end() - 1
                     continue
@@ -369,7 +369,6 @@ class HdlcFrameReader:
                     self._lookahead = 0  # pragma: no mutate (equivalent: 1, as in __init__)
                     continue
                 frame_data = buffer[start:end]
-                control_offset = control - start
             if other_bytes:
                 if position > gap:
                     frames.append(buffer[gap:position])
@@ -392,7 +391,7 @@ class HdlcFrameReader:
         return frames
 
     def _evaluate(self, buffer: bytes, position: int, size: int) -> tuple[_Verdict, int, int]:
-        """Judge the candidate at the flag at ``position``: (verdict, closing flag index, control index)."""
+        """Judge the candidate at the flag at ``position``: (verdict, closing flag index, control offset)."""
         if position + 2 >= size:
             return _INCOMPLETE
         first = buffer[position + 1]
@@ -433,7 +432,7 @@ class HdlcFrameReader:
             buffer[end] == FLAG_SEQUENCE
             and register_routine(buffer[start:end], INIT_REGISTER, register_table) == GOOD_REGISTER
         ):
-            return _Verdict.VALID, end, control
+            return _Verdict.VALID, end, control - start
         return _INVALID
 
     def _has_complete_frame_after(self, buffer: bytes, position: int, size: int) -> bool:

@@ -768,18 +768,20 @@ def test_the_memoised_headers_are_bounded() -> None:
     assert max(sizes) == 64
 
 
-@pytest.mark.parametrize(
-    "octets",
-    [
-        "a007410883",  # 7 octets: the source address runs to the frame's end, unclosed
-        "a0074108",  # the same frame, 2 octets short: invalid once its claimed length is in
-    ],
-)
-def test_a_frame_whose_addresses_run_to_its_end_is_rejected_once_its_length_is_in(octets: str) -> None:
-    data = b"\x7e" + bytes.fromhex(octets) + b"\x02\x04\x06\x08"[: 9 - len(octets) // 2]
+def test_a_frame_whose_addresses_run_to_its_end_is_rejected_once_its_length_is_in() -> None:
+    """Format (7 octets), destination 41, then a source address of even octets up to the frame's end."""
+    octets = b"\x7e" + bytes.fromhex("a00741020406") + b"\x08"
     reader = HdlcFrameReader()
-    (rejected,) = reader.read(data)
-    assert not rejected.is_valid and reader.buffered_bytes == 0
+    assert reader.read(octets[:-1]) == [] and reader.buffered_bytes == 7  # it may still close: held
+    (rejected,) = reader.read(octets[-1:])  # the frame's last octet, the closing flag not yet in
+    assert rejected.frame_data == octets[1:] and not rejected.is_valid
+    assert reader.buffered_bytes == 0
+
+
+def test_one_flag_of_a_run_after_a_frame_is_held() -> None:
+    reader = HdlcFrameReader()
+    assert [f.is_valid for f in reader.read(VALID_SINGLE[0] + b"\x7e")] == [True]
+    assert reader.buffered_bytes == 1  # the run's last flag, which may open the next frame
 
 
 def test_a_frame_too_short_for_its_fcs_after_its_header_is_never_valid() -> None:
