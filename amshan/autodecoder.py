@@ -7,7 +7,19 @@ import struct
 from collections import OrderedDict
 from itertools import count
 from operator import itemgetter
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, NamedTuple, Optional, Tuple, TypeVar
+from typing import (
+    Any,
+    Callable,
+    ClassVar,
+    Dict,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
 
 from amshan import aidon, generic, iskra, kaifa, kamstrup, landisgyr
 from amshan._errors import DecodeError
@@ -450,8 +462,11 @@ class AutoDecoder:
             content = bytes(frame_content)  # the same object when it is bytes
             errors: List[str] = []
             listed = self.decoder_functions
-            added = [entry for entry in listed if entry not in _BUILT_IN_FUNCTIONS]
-            removed = [entry[0] for entry in _BUILT_IN_FUNCTIONS if entry not in listed]
+            added: Sequence[Tuple[str, DecoderFunction]] = ()
+            removed: Sequence[str] = ()
+            if listed != _BUILT_IN_FUNCTIONS:
+                added = [entry for entry in listed if entry not in _BUILT_IN_FUNCTIONS]
+                removed = [entry[0] for entry in _BUILT_IN_FUNCTIONS if entry not in listed]
             try:
                 names = _candidates(content)
             except DecodeError as error:  # no data-notification: only an added decoder may know the content
@@ -464,7 +479,7 @@ class AutoDecoder:
                     message = self._try_added(content, added, errors)
                     if message is not None:
                         return message
-                    added.clear()
+                    added = ()
                 if name in removed:
                     continue
                 if trace is not None:
@@ -489,7 +504,7 @@ class AutoDecoder:
         return None
 
     def _try_added(
-        self, content: bytes, added: List[Tuple[str, DecoderFunction]], errors: List[str]
+        self, content: bytes, added: Sequence[Tuple[str, DecoderFunction]], errors: List[str]
     ) -> Optional[DecodedMessage]:
         """Try the decoders added to decoder_functions in order; the first that returns a dictionary wins."""
         for name, function in added:
