@@ -173,9 +173,11 @@ class _Shape:
                 values.append((position + 1, struct.calcsize(">" + number), number, key, scaler))
             elif tag == 0x09 and content[position + 1] == 12 and code in CLOCK_CODES and key in keys:
                 values.append((position + 2, 12, "12s", key, "clock"))
-            elif tag in _TEXT_TAGS and field.kind == TEXT_KIND and content[position + 1] < 0x80:
-                raw = content[position + 2 : position + 2 + content[position + 1]]
-                texts.append(_Text(key, position, {raw: template[key]}))
+            elif tag in _TEXT_TAGS and field.kind == TEXT_KIND:
+                size = content[position + 1]
+                if size < 0x80:  # pragma: no mutate (equivalent: 0x80 is no A-XDR length, refused before)
+                    raw = content[position + 2 : position + 2 + size]
+                    texts.append(_Text(key, position, {raw: template[key]}))
         header = read_notification_header(content)
         invoke = apdu_offset(content) + 1
         values.append((invoke, 4, "4x", "", None))  # pragma: no mutate (equivalent: key unread)

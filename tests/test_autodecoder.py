@@ -919,9 +919,13 @@ def test_a_text_that_changes_the_dictionary_is_not_learned_by_the_shape() -> Non
     decoder = AutoDecoder()
     assert [hits_of(decoder, generic_list) for _ in range(3)] == [0, 0, 1]
     assert decoder.previous_success_decoder == "Generic"
+    other_meter = with_meter_id(with_text(generic_list, 0x0A, b"6525", b"6534"), 7359992890000001)
+    assert [hits_of(decoder, other_meter) for _ in range(2)] == [0, 1]
     for _ in range(3):
         assert hits_of(decoder, kaifa_id) == 0  # never from the shape: checked and refused each time
     assert hits_of(decoder, generic_list) == 1
+    # the first meter's id and list id with the other meter's type: all three still known
+    assert hits_of(decoder, with_text(generic_list, 0x0A, b"6525", b"6534")) == 1
 
 
 def test_a_shape_remembers_at_most_256_texts_per_field() -> None:
@@ -935,3 +939,65 @@ def test_a_shape_remembers_at_most_256_texts_per_field() -> None:
     (shape,) = decoder._shapes[len(AIDON_LIST_3)]
     sizes = [len(text.values) for text in shape._texts]
     assert max(sizes) <= 256 and sum(hits_of(decoder, content) for content in fleet[-44:]) == 44
+
+
+def with_text(content: bytes, tag: int, old: bytes, new: bytes) -> bytes:
+    """The same list with one text value (tag, old) replaced by new (another length: another layout)."""
+    head = bytes((tag, len(old))) + old
+    assert content.count(head) == 1
+    return content.replace(head, bytes((tag, len(new))) + new)
+
+
+def test_other_meters_texts_are_learned_field_by_field() -> None:
+    """A meter's id and another meter's type together read from the shape: each text is known on its own."""
+    meter_id, meter_type = b"7359992892587665", b"6525"
+    other_meter = with_text(
+        with_text(AIDON_LIST_3, 0x0A, meter_id, b"8" + meter_id[1:]), 0x0A, meter_type, b"6534"
+    )
+    mixed = with_text(AIDON_LIST_3, 0x0A, meter_type, b"6534")
+    decoder = AutoDecoder()
+    assert [hits_of(decoder, AIDON_LIST_3) for _ in range(2)] == [0, 0]
+    assert [hits_of(decoder, other_meter) for _ in range(2)] == [0, 1]  # its id differs in the first digit
+    assert hits_of(decoder, mixed) == 1  # the first meter's id, the second meter's type: both known
+
+
+def test_a_12_byte_octet_string_text_is_a_text_not_a_date_time() -> None:
+    kaifa = with_text(
+        bytes.fromhex(vector("no-kaifa-list2-amshan-llc")["hex"]), 0x09, b"MA304H3E", b"MA304H3E-123"
+    )
+    other = with_text(kaifa, 0x09, b"6970631402614476", b"6970631402614477")
+    decoder = AutoDecoder()
+    assert [hits_of(decoder, kaifa) for _ in range(3)] == [0, 0, 1]
+    assert decoder.decode_frame_content(kaifa)["meter_type"] == "MA304H3E-123"  # type: ignore[index]
+    assert [hits_of(decoder, other) for _ in range(2)] == [0, 1]
+
+
+def test_a_field_read_twice_or_listed_twice_takes_no_shape(caplog: pytest.LogCaptureFixture) -> None:
+    """The cache would put one value where the full decoder gives another: such a layout is never cached."""
+    meter_id = "0.0.96.1.0.255"
+    number_then_text = enc.notification(
+        enc.array(
+            [register(meter_id, enc.double_long_unsigned(5)), register(meter_id, enc.visible_string("1234"))]
+        )
+    )
+    assert AutoDecoder().decode_frame_content(number_then_text) == {"meter_id": "1234"}
+    body = read_notification_header(KAMSTRUP_LIST_2).body_offset
+    list_id = KAMSTRUP_LIST_2[body + 2 : body + 18]
+    assert list_id == b"\x0a\x0eKamstrup_V0001"
+    labelled_too = (  # the list id unlabelled first (as Kamstrup sends it) and again under its OBIS code
+        KAMSTRUP_LIST_2[: body + 1]
+        + bytes((KAMSTRUP_LIST_2[body + 1] + 2,))
+        + list_id
+        + bytes.fromhex("0906 0101000281ff")
+        + list_id
+        + KAMSTRUP_LIST_2[body + 18 :]
+    )
+    for content, key in ((number_then_text, "meter_id"), (labelled_too, "list_ver_id")):
+        decoder = AutoDecoder()
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="amshan.autodecoder"):
+            assert [hits_of(decoder, content) for _ in range(4)] == [0] * 4
+        name = decoder.previous_success_decoder
+        assert [r.getMessage() for r in caplog.records] == [
+            f"a {name} layout of {len(content)} bytes takes no shape: ValueError('{key} twice')"
+        ]
