@@ -464,7 +464,7 @@ class AutoDecoder:
             content = bytes(frame_content)  # the same object when it is bytes
             errors: List[str] = []
             listed = self.decoder_functions
-            added: Sequence[Tuple[str, DecoderFunction]] = ()
+            added: Sequence[Tuple[str, DecoderFunction]] = ()  # pragma: no mutate (equivalent: None is false)
             removed: Sequence[str] = ()
             if listed != _BUILT_IN_FUNCTIONS:
                 added = [entry for entry in listed if entry not in _BUILT_IN_FUNCTIONS]
@@ -481,7 +481,7 @@ class AutoDecoder:
                     message = self._try_added(content, added, errors)
                     if message is not None:
                         return message
-                    added = ()
+                    added = ()  # pragma: no mutate (equivalent: only its truth is read, None is false too)
                 if name in removed:
                     continue
                 if trace is not None:

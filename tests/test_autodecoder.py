@@ -1006,9 +1006,9 @@ def test_a_field_read_twice_or_listed_twice_takes_no_shape(caplog: pytest.LogCap
 def test_content_that_is_no_bytes_is_logged_and_gives_none(caplog: pytest.LogCaptureFixture) -> None:
     decoder = AutoDecoder()
     with caplog.at_level(logging.DEBUG, logger="amshan.autodecoder"):
-        assert decoder.decode_frame_content(None) is None  # type: ignore[arg-type]
+        assert decoder.decode_frame_content(1.5) is None  # type: ignore[arg-type]
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
-        (logging.DEBUG, "shape cache failed on None"),  # len(None): the cache cannot read it
-        (logging.ERROR, "decoder failure on frame content None"),
+        (logging.DEBUG, "shape cache failed on 1.5"),  # len(1.5): the cache cannot read it
+        (logging.ERROR, "decoder failure on frame content 1.5"),
     ]
     assert all(r.exc_info is not None and r.exc_info[0] is TypeError for r in caplog.records)
