@@ -150,12 +150,6 @@ AxdrValue = Union[None, bool, int, float, str, bytes, CosemDateTime, CosemDate, 
 def _to_datetime(fields: tuple[int, ...]) -> datetime | None:
     """Build the datetime of the raw date-time fields; None for any unspecified or out-of-range field."""
     year, month, day, _, hour, minute, second, hundredths, deviation, _ = fields
-    if year == 0xFFFF or hour == 0xFF or minute == 0xFF or second == 0xFF:
-        return None
-    if hundredths == 0xFF:
-        hundredths = 0
-    elif hundredths > 99:
-        return None
     if deviation == _NOT_SPECIFIED_DEVIATION:
         tzinfo = None
     else:
@@ -164,9 +158,10 @@ def _to_datetime(fields: tuple[int, ...]) -> datetime | None:
         tzinfo = _TIMEZONES.get(deviation)
         if tzinfo is None:
             tzinfo = _TIMEZONES[deviation] = timezone(timedelta(minutes=-deviation))
+    microsecond = 0 if hundredths == 0xFF else hundredths * 10000  # 0xFF: hundredths not specified
     try:
-        return datetime(year, month, day, hour, minute, second, hundredths * 10000, tzinfo)
-    except ValueError:  # month 0xFD-0xFF, day 0xE0-0xFF, hour 24, ... are not instants
+        return datetime(year, month, day, hour, minute, second, microsecond, tzinfo)
+    except ValueError:  # year 0xFFFF, month 0xFD-0xFF, day 0xE0-0xFF, hour 24-0xFF, hundredths 100-0xFE, ...
         return None
 
 
@@ -221,10 +216,10 @@ def read_time(data: bytes, pos: int) -> CosemTime:
 
 def read_length(data: bytes, pos: int) -> tuple[int, int]:
     """Read an A-XDR length/count at pos (one byte < 0x80, or 0x81-0x84 + 1-4 bytes); return (value, next)."""
-    first = data[pos] if pos < len(data) else -1
+    if pos >= len(data):
+        raise DecodeError("expected an A-XDR length, found end of data", pos)
+    first = data[pos]
     if first < 0x80:
-        if first < 0:
-            raise DecodeError("expected an A-XDR length, found end of data", pos)
         return first, pos + 1
     size = first & 0x7F
     if not 1 <= size <= 4:
@@ -232,7 +227,8 @@ def read_length(data: bytes, pos: int) -> tuple[int, int]:
     end = pos + 1 + size
     if end > len(data):
         raise DecodeError(f"expected {size} A-XDR length bytes, found {len(data) - pos - 1}", pos + 1)
-    return int.from_bytes(data[pos + 1 : end], "big"), end
+    value = int.from_bytes(data[pos + 1 : end], "big")  # pragma: no mutate (equivalent: default byteorder)
+    return value, end
 
 
 _Reader = Callable[[bytes, int, int], Tuple["AxdrValue", int]]
@@ -252,7 +248,12 @@ def _fixed(size: int, convert: Callable[[bytes, int], AxdrValue]) -> _Reader:
 
 def _int_reader(size: int, signed: bool) -> _Reader:
     """Make a reader for a big-endian integer type."""
-    return _fixed(size, lambda data, pos: int.from_bytes(data[pos : pos + size], "big", signed=signed))
+
+    def convert(data: bytes, pos: int) -> AxdrValue:
+        raw = data[pos : pos + size]
+        return int.from_bytes(raw, "big", signed=signed)  # pragma: no mutate (equivalent: default byteorder)
+
+    return _fixed(size, convert)
 
 
 def _struct_reader(fmt: str) -> _Reader:
@@ -277,7 +278,7 @@ def _read_octet_string(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, in
 
 def visible_text(raw: bytes) -> str:
     """Return a visible-string's bytes as text (non-ASCII bytes become U+FFFD, NUL padding dropped)."""
-    return raw.decode("ascii", "replace").rstrip("\x00")
+    return raw.decode("ascii", "replace").rstrip("\x00")  # pragma: no mutate (equivalent: codecs ignore case)
 
 
 def _read_visible_string(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, int]:
@@ -289,7 +290,7 @@ def _read_visible_string(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, 
 def _read_utf8_string(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, int]:
     """Read a utf8-string as text."""
     raw, pos = _read_bytes(data, pos)
-    return raw.decode("utf-8", "replace"), pos
+    return raw.decode("utf-8", "replace"), pos  # pragma: no mutate (equivalent: codecs ignore case)
 
 
 def _read_bit_string(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, int]:
@@ -300,7 +301,8 @@ def _read_bit_string(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, int]
         raise DecodeError(f"expected {(bits + 7) // 8} bit-string bytes, found {len(data) - pos}", pos)
     if bits == 0:
         return "", end
-    return format(int.from_bytes(data[pos:end], "big"), f"0{(end - pos) * 8}b")[:bits], end
+    value = int.from_bytes(data[pos:end], "big")  # pragma: no mutate (equivalent: default byteorder)
+    return format(value, f"0{(end - pos) * 8}b")[:bits], end
 
 
 def _read_compound(data: bytes, pos: int, depth: int) -> tuple[AxdrValue, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 from datetime import datetime
 from enum import IntEnum
 from typing import Callable, NamedTuple
@@ -86,13 +87,16 @@ def apdu_offset(frame_content: bytes) -> int:
     return 3
 
 
+_INVOKE_ID = struct.Struct(">I")  # long-invoke-id-and-priority, an Unsigned32
+
+
 def _read_data_notification_header(data: bytes, pos: int) -> NotificationHeader:
     """Parse a data-notification (tag at pos) up to its body: invoke id, date-time in any form seen."""
     if pos + 6 > len(data):
         raise DecodeError(
             f"expected a data-notification header of at least 6 bytes, found {len(data) - pos}", pos
         )
-    invoke = int.from_bytes(data[pos + 1 : pos + 5], "big")
+    invoke: int = _INVOKE_ID.unpack_from(data, pos + 1)[0]
     pos += 5
     form = data[pos]
     if form == 0x00:  # zero-length octet-string: no date-time (Aidon, Kaifa SE)
@@ -160,12 +164,13 @@ def decode_data_notification(frame_content: bytes) -> DataNotification:
         )
     return DataNotification(
         LongInvokeIdAndPriority.from_int(header.long_invoke_id_and_priority),
-        None if header.date_time_offset < 0 else read_date_time(frame_content, header.date_time_offset),
+        None if header.date_time_offset == -1 else read_date_time(frame_content, header.date_time_offset),
         body,
     )
 
 
 _LAST_BLOCK = 0x80
+_BLOCK_NUMBER = struct.Struct(">H")
 
 
 class BlockTransferAssembler:
@@ -181,12 +186,15 @@ class BlockTransferAssembler:
 
     def __init__(self) -> None:
         """Start with no partial sequence."""
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._next = 0
+        self._data = bytearray()  # the block data joined so far
+        self._blocks = 0  # the blocks joined so far (0: no sequence); the next one must be number _blocks + 1
         self._warnings = LogLimiter()
         self.dropped_messages = 0
-        self.pending = False  # a sequence has started and awaits its last block
+
+    @property
+    def pending(self) -> bool:
+        """Tell whether a sequence has started and awaits its last block."""
+        return self._blocks > 0
 
     def add(self, content: bytes) -> bytes | None:
         """Feed one message's content: itself when it is no block, the APDU after a last block, else None."""
@@ -204,45 +212,37 @@ class BlockTransferAssembler:
         except DecodeError as error:
             self.drop(f"a damaged block: {error}")
             return None
-        control = content[pos + 1]
-        number = int.from_bytes(content[pos + 2 : pos + 4], "big")
+        number: int = _BLOCK_NUMBER.unpack_from(content, pos + 2)[0]
         if number == 1:
             self.drop("a new block 1 arrived before the last block")
-            self._parts = [content[data:]]
-            self._size = length
-        elif self._parts and number == self._next:
-            self._parts.append(content[data:])
-            self._size += length
-        else:
+        elif number != self._blocks + 1:
             self.drop(f"block {number} arrived out of order")
             return None
-        self._next = number + 1
-        self.pending = True
-        if control & _LAST_BLOCK:
-            apdu = b"".join(self._parts)
-            self._parts = []
-            self._size = 0
-            self.pending = False
+        self._data += content[data:]
+        self._blocks = number
+        if content[pos + 1] & _LAST_BLOCK:
+            apdu = bytes(self._data)
+            self._data = bytearray()
+            self._blocks = 0
             return apdu
-        if self._size > self.MAX_MESSAGE_LENGTH:
+        if len(self._data) > self.MAX_MESSAGE_LENGTH:
             self.drop(f"the blocks grew beyond {self.MAX_MESSAGE_LENGTH} octets")
         return None
 
     def drop(self, reason: str) -> None:
         """Forget a partial sequence (a damaged or missing block), saying why (rate-limited)."""
-        if not self._parts:
+        if not self._blocks:
             return
-        self.pending = False
         self.dropped_messages += 1
         if self._warnings.ready():
             _LOGGER.warning(
                 "Dropped a block-transfer sequence after %d blocks: %s%s",
-                len(self._parts),
+                self._blocks,
                 reason,
                 self._warnings.held_back_note("more drops not logged"),
             )
-        self._parts = []
-        self._size = 0
+        self._data = bytearray()
+        self._blocks = 0
 
 
 def is_whole_apdu(information: bytes) -> bool:

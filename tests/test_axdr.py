@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amshan import DecodeError
+from amshan import DecodeError, axdr
 from amshan.axdr import (
     MAX_DEPTH,
     CosemDate,
@@ -398,3 +398,113 @@ def test_a_nested_count_larger_than_the_rest_is_reported_where_it_stands() -> No
     with pytest.raises(DecodeError) as raised:
         read_data(bytes.fromhex("0202" "1101" "0163") + bytes(10), 0)
     assert raised.value.offset == 6 and "expected 99 elements, found only 10 bytes" in str(raised.value)
+
+
+# Error text and offsets at each raise site, and what the reader factories build (mutation testing, issue 18)
+
+
+@pytest.mark.parametrize(
+    ("data", "pos", "message", "offset"),
+    [
+        (b"\x05\x06", 2, "expected an A-XDR length, found end of data", 2),
+        (b"\x00\x80", 1, "expected an A-XDR length (< 0x80 or 0x81-0x84), found 0x80", 1),
+        (b"\x00\x00\x85" + bytes(5), 2, "expected an A-XDR length (< 0x80 or 0x81-0x84), found 0x85", 2),
+        (b"\x00\x00\x83\x01\x02", 2, "expected 3 A-XDR length bytes, found 2", 3),
+        (b"\x00\x84", 1, "expected 4 A-XDR length bytes, found 0", 2),
+    ],
+)
+def test_length_errors_say_what_was_found_and_where(data: bytes, pos: int, message: str, offset: int) -> None:
+    with pytest.raises(DecodeError) as raised:
+        read_length(data, pos)
+    assert str(raised.value) == f"{message} at offset {offset}"
+    assert raised.value.offset == offset
+
+
+@pytest.mark.parametrize(
+    ("encoded", "message", "offset"),
+    [
+        ("0201" "0a05" "616263", "expected 5 string bytes, found 3", 4),  # visible-string in a structure
+        ("0201" "0981ff" "00", "expected 255 string bytes, found 1", 5),
+        ("0201" "0408", "expected 1 bit-string bytes, found 0", 4),  # 8 bits: one octet
+        ("0201" "041100", "expected 3 bit-string bytes, found 1", 4),  # 17 bits: three octets
+        ("0201" "0409ff", "expected 2 bit-string bytes, found 1", 4),
+        ("0202" "1101", "expected an A-XDR data tag, found end of data", 4),  # 2 fit in 2 bytes
+        ("0202" "0a0141", "expected an A-XDR data tag, found end of data", 5),
+    ],
+)  # fmt: skip
+def test_value_errors_say_what_was_found_and_where(encoded: str, message: str, offset: int) -> None:
+    with pytest.raises(DecodeError) as raised:
+        read_data(bytes.fromhex(encoded), 0)
+    assert str(raised.value) == f"{message} at offset {offset}"
+    assert raised.value.offset == offset
+
+
+def test_nesting_limit_is_exactly_max_depth_and_the_error_points_at_the_tag_too_deep() -> None:
+    value, end = read_data(b"\x01\x01" * MAX_DEPTH + b"\x11\x07", 0)
+    assert end == 2 * MAX_DEPTH + 2
+    for _ in range(MAX_DEPTH):
+        assert isinstance(value, list) and len(value) == 1
+        value = value[0]
+    assert value == 7
+    with pytest.raises(DecodeError) as raised:
+        read_data(b"\x00" + b"\x02\x01" * (MAX_DEPTH + 1) + b"\x00", 1)
+    assert str(raised.value) == (
+        f"expected at most {MAX_DEPTH} nested arrays/structures, found more at offset {1 + 2 * MAX_DEPTH}"
+    )
+    assert raised.value.offset == 1 + 2 * MAX_DEPTH
+
+
+def test_an_element_count_is_checked_against_the_bytes_after_it_not_before() -> None:
+    # 40 bytes of padding in front: a count of 5 with 4 bytes after it is too many wherever it stands
+    data = bytes(40) + bytes.fromhex("0105") + bytes.fromhex("11011102")
+    with pytest.raises(DecodeError) as raised:
+        read_data(data, 40)
+    assert str(raised.value) == "expected 5 elements, found only 4 bytes at offset 42"
+
+
+def test_fixed_size_reader_factory_reads_its_size_and_says_what_is_missing() -> None:
+    read = axdr._fixed(3, lambda data, pos: data[pos : pos + 3])
+    assert read(b"\x00abcd", 1, 0) == (b"abc", 4)
+    assert read(b"\x00abc", 1, 0) == (b"abc", 4)  # exactly enough
+    with pytest.raises(DecodeError) as raised:
+        read(b"\x00\x00ab", 2, 0)
+    assert str(raised.value) == "expected 3 value bytes, found 2 at offset 2"
+    assert raised.value.offset == 2
+
+
+@pytest.mark.parametrize(
+    ("size", "signed", "raw", "value"),
+    [(1, True, "ff", -1), (1, False, "ff", 255), (2, True, "ff9c", -100), (2, False, "0102", 258),
+     (4, True, "80000000", -(2**31)), (8, False, "0000000000000100", 256)],
+)  # fmt: skip
+def test_integer_reader_factory_reads_big_endian_with_the_sign_asked(
+    size: int, signed: bool, raw: str, value: int
+) -> None:
+    read = axdr._int_reader(size, signed)
+    data = b"\xaa" + bytes.fromhex(raw) + b"\xbb"
+    assert read(data, 1, 0) == (value, 1 + size)
+    with pytest.raises(DecodeError) as raised:
+        read(data[:size], 1, 0)
+    assert str(raised.value) == f"expected {size} value bytes, found {size - 1} at offset 1"
+
+
+@pytest.mark.parametrize(("fmt", "raw", "value"), [(">f", "c0200000", -2.5), (">d", "3ff8000000000000", 1.5)])
+def test_float_reader_factory_reads_its_struct_format(fmt: str, raw: str, value: float) -> None:
+    read = axdr._struct_reader(fmt)
+    data = b"\xaa" + bytes.fromhex(raw) + b"\xbb"
+    result, end = read(data, 1, 0)
+    assert type(result) is float and result == value and end == 1 + len(raw) // 2
+    with pytest.raises(DecodeError) as raised:
+        read(data[: len(raw) // 2], 1, 0)
+    assert str(raised.value) == f"expected {len(raw) // 2} value bytes, found {len(raw) // 2 - 1} at offset 1"
+
+
+def test_one_tzinfo_object_per_deviation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each deviation makes its fixed-offset timezone once: the values of one meter share it."""
+    monkeypatch.setattr(axdr, "_TIMEZONES", {})
+    raw = enc.date_time_bytes(datetime(2021, 3, 1, 12, 0, 0), deviation=-90)
+    first, second = decode_date_time(raw, 0), read_date_time(raw, 0).datetime
+    assert first is not None and second is not None
+    assert first.utcoffset() == timedelta(minutes=90)
+    assert first.tzinfo is second.tzinfo
+    assert list(axdr._TIMEZONES.items()) == [(-90, timezone(timedelta(minutes=90)))]

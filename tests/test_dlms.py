@@ -8,11 +8,13 @@ import _cosem_encoder as enc
 import pytest
 from _support import corpus_frames
 
-from amshan import DecodeError
+from amshan import DecodeError, dlms
 from amshan.dlms import (
+    BlockTransferAssembler,
     LongInvokeIdAndPriority,
     apdu_offset,
     decode_data_notification,
+    is_whole_apdu,
     read_notification_header,
 )
 
@@ -179,3 +181,249 @@ def test_bytes_after_the_body_are_reported_where_they_start() -> None:
         decode_data_notification(content + b"\x01\x02")
     assert str(raised.value).endswith(f"found 2 more bytes at offset {len(content)}")
     assert raised.value.offset == len(content)
+
+
+def test_a_notification_with_the_date_time_right_after_the_invoke_id_gives_its_fields() -> None:
+    for form, offset in (("0c", 6), ("19", 6), ("090c", 7)):
+        data = enc.notification(BODY, header_date_time=DT, date_time_form=form, llc=False)
+        message = decode_data_notification(data)
+        assert message.date_time is not None and message.date_time.datetime == MOMENT
+        assert read_notification_header(data).date_time_offset == offset
+
+
+def test_the_handler_of_an_unsupported_apdu_names_it_at_its_offset() -> None:
+    handler = dlms._unsupported("a thing this library does not read")
+    with pytest.raises(DecodeError) as raised:
+        handler(b"\xe6\xe7\x00\xdd\x00", 3)
+    assert str(raised.value) == (
+        "expected a data-notification APDU (0x0f), found a thing this library does not read at offset 3"
+    )
+    assert raised.value.offset == 3
+
+
+# general-block-transfer (han-spec 3.5): E0 | block-control | block-number (2) | ack (2) | length + block data
+
+APDU = enc.notification(BODY, header_date_time=DT, llc=False)
+LAST, STREAMING = 0x80, 0x40
+
+
+def block(number: int, data: bytes, control: int = STREAMING, *, llc: bool = False) -> bytes:
+    """One block of a general-block-transfer (acknowledged block number 0, as meters push them)."""
+    head = bytes([0xE0, control]) + number.to_bytes(2, "big") + b"\x00\x00" + enc.length(len(data))
+    return (enc.LLC if llc else b"") + head + data
+
+
+def blocks_of(apdu: bytes, parts: int) -> list[bytes]:
+    """Cut an APDU into parts blocks: the LLC header before block 1 only, the last-block bit on the last."""
+    size = -(-len(apdu) // parts)
+    pieces = [apdu[at : at + size] for at in range(0, len(apdu), size)]
+    return [
+        block(n, piece, STREAMING | (LAST if n == len(pieces) else 0), llc=n == 1)
+        for n, piece in enumerate(pieces, start=1)
+    ]
+
+
+def drop_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "amshan.dlms"]
+
+
+def test_blocks_join_in_number_order_into_the_apdu() -> None:
+    assembler = BlockTransferAssembler()
+    assert not assembler.pending
+    three = blocks_of(APDU, 3)
+    assert len(three) == 3
+    assert assembler.add(three[0]) is None and assembler.pending
+    assert assembler.add(three[1]) is None and assembler.pending
+    assert assembler.add(three[2]) == APDU and not assembler.pending
+    # one sequence after the other, without and with the LLC header, control 0x80 alone marks the last
+    assert [assembler.add(b) for b in three] == [None, None, APDU]
+    plain = [block(1, APDU[:10], 0x00), block(2, APDU[10:], LAST)]
+    assert [assembler.add(b) for b in plain] == [None, APDU]
+    assert assembler.add(block(1, APDU, LAST | STREAMING | 0x3F, llc=True)) == APDU  # window size bits
+    assert assembler.add(block(1, APDU, 0x3F)) is None and assembler.pending  # not the last one
+    assert assembler.add(block(2, b"", LAST)) == APDU  # an empty last block
+    assert assembler.dropped_messages == 0
+
+
+def test_block_numbers_are_read_as_two_octets_big_endian() -> None:
+    apdu = bytes(range(256)) * 2
+    pieces = [block(n, apdu[n - 1 : n], llc=True) for n in range(1, len(apdu))]
+    pieces.append(block(len(apdu), apdu[-1:], LAST, llc=True))
+    assembler = BlockTransferAssembler()
+    assert [assembler.add(b) for b in pieces] == [None] * (len(apdu) - 1) + [apdu]
+    assert assembler.dropped_messages == 0
+
+
+def test_a_message_that_is_no_block_passes_and_ends_a_sequence(caplog: pytest.LogCaptureFixture) -> None:
+    assembler = BlockTransferAssembler()
+    notification = enc.notification(BODY)
+    with caplog.at_level("WARNING", logger="amshan.dlms"):
+        assert assembler.add(notification) == notification  # nothing pending: nothing dropped
+        assert assembler.add(b"") == b""
+        assert assembler.dropped_messages == 0 and drop_warnings(caplog) == []
+        three = blocks_of(APDU, 3)
+        assert assembler.add(three[0]) is None
+        assert assembler.add(three[1]) is None
+        assert assembler.add(notification) == notification
+    assert not assembler.pending and assembler.dropped_messages == 1
+    assert drop_warnings(caplog) == [
+        "Dropped a block-transfer sequence after 2 blocks: a message that is no block arrived"
+    ]
+    assert assembler.add(three[2]) is None  # the rest of the dropped sequence gives nothing
+    assert [assembler.add(b) for b in three] == [None, None, APDU]  # the next sequence is whole
+    assert assembler.dropped_messages == 1
+
+
+SHORT_HEADER = "expected a block-transfer header of 6 octets, found end of data"
+
+
+@pytest.mark.parametrize(
+    ("damaged", "reason"),
+    [
+        ("e0400002" "00", f"{SHORT_HEADER} at offset 0"),
+        ("e6e700" "e0400002" "00", f"{SHORT_HEADER} at offset 3"),
+        ("e0400002" "0000", "expected an A-XDR length, found end of data at offset 6"),
+        ("e0400002" "0000" "05" "01020304", "expected 5 octets of block data, found 4 at offset 7"),
+        ("e0400002" "0000" "05" "010203040506", "expected 5 octets of block data, found 6 at offset 7"),
+        ("e6e700" "e0c00002" "0000" "03" "0102", "expected 3 octets of block data, found 2 at offset 10"),
+        ("e0400002" "0000" "85", "expected an A-XDR length (< 0x80 or 0x81-0x84), found 0x85 at offset 6"),
+    ],
+)  # fmt: skip
+def test_a_damaged_block_drops_the_sequence_saying_why(
+    damaged: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assembler = BlockTransferAssembler()
+    first = blocks_of(APDU, 2)[0]
+    with caplog.at_level("WARNING", logger="amshan.dlms"):
+        assert assembler.add(first) is None
+        assert assembler.add(bytes.fromhex(damaged)) is None
+    assert not assembler.pending and assembler.dropped_messages == 1
+    warning = f"Dropped a block-transfer sequence after 1 blocks: a damaged block: {reason}"
+    assert drop_warnings(caplog) == [warning]
+    assert assembler.add(bytes.fromhex(damaged)) is None  # nothing pending: nothing more dropped
+    assert assembler.dropped_messages == 1
+
+
+def test_missing_repeated_or_early_blocks_drop_the_sequence(caplog: pytest.LogCaptureFixture) -> None:
+    four = blocks_of(APDU, 4)
+    assembler = BlockTransferAssembler()
+    with caplog.at_level("WARNING", logger="amshan.dlms"):
+        assert assembler.add(four[1]) is None  # block 2 with nothing pending: nothing to drop
+        assert [assembler.add(four[0]), assembler.add(four[2])] == [None, None]  # block 2 missing
+    assert not assembler.pending and assembler.dropped_messages == 1
+    assert drop_warnings(caplog) == [
+        "Dropped a block-transfer sequence after 1 blocks: block 3 arrived out of order"
+    ]
+    assert [assembler.add(b) for b in four[1:]] == [None, None, None]
+    for broken in ([four[0], four[1], four[1]], [four[0], four[1], four[3]]):  # repeated, missing block 3
+        assembler = BlockTransferAssembler()
+        assert [assembler.add(b) for b in broken] == [None] * len(broken)
+        assert assembler.dropped_messages == 1
+        assert [assembler.add(b) for b in four] == [None, None, None, APDU]  # a new block 1 starts afresh
+        assert assembler.dropped_messages == 1
+
+
+def test_a_new_block_1_restarts_the_sequence(caplog: pytest.LogCaptureFixture) -> None:
+    three = blocks_of(APDU, 3)
+    assembler = BlockTransferAssembler()
+    with caplog.at_level("WARNING", logger="amshan.dlms"):
+        assert [assembler.add(b) for b in [three[0], three[1], *three]] == [None, None, None, None, APDU]
+    assert assembler.dropped_messages == 1
+    assert drop_warnings(caplog) == [
+        "Dropped a block-transfer sequence after 2 blocks: a new block 1 arrived before the last block"
+    ]
+
+
+def test_the_blocks_of_one_message_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    limit = BlockTransferAssembler.MAX_MESSAGE_LENGTH
+    assert limit == 0x10000
+    assembler = BlockTransferAssembler()
+    assert assembler.add(block(1, bytes(limit - 1))) is None
+    assert assembler.add(block(2, b"\x01")) is None
+    assert assembler.pending and assembler.dropped_messages == 0  # exactly the limit is kept
+    assert assembler.add(block(3, b"\x02", LAST)) == bytes(limit - 1) + b"\x01\x02"
+    assembler.add(block(1, bytes(limit)))
+    assert assembler.pending
+    with caplog.at_level("WARNING", logger="amshan.dlms"):
+        assembler.add(block(2, b"\x01"))  # one octet more: dropped at once, not held until the last block
+    assert not assembler.pending and assembler.dropped_messages == 1
+    assert drop_warnings(caplog) == [
+        "Dropped a block-transfer sequence after 2 blocks: the blocks grew beyond 65536 octets"
+    ]
+    assert assembler.add(block(3, b"\x02", LAST)) is None
+
+
+def test_drops_are_counted_and_their_warnings_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    first = blocks_of(APDU, 2)[0]
+    assembler = BlockTransferAssembler()
+    with caplog.at_level("WARNING", logger="amshan.dlms"):
+        for _ in range(4):
+            assembler.add(first)
+            assembler.drop("the line went quiet")
+        assembler._warnings._next_time = float("-inf")  # the interval has passed
+        assembler.add(first)
+        assembler.drop("the line went quiet")
+        assembler.drop("nothing pending")  # no sequence: neither counted nor logged
+    assert assembler.dropped_messages == 5
+    assert drop_warnings(caplog) == [
+        "Dropped a block-transfer sequence after 1 blocks: the line went quiet",
+        "Dropped a block-transfer sequence after 1 blocks: the line went quiet (3 more drops not logged)",
+    ]
+
+
+# is_whole_apdu: the test a reassembled HDLC message must pass (a lost or extra segment fails it)
+
+CIPHERED_BODY = bytes([0x30]) + (0x01020304).to_bytes(4, "big") + bytes(range(40))  # SC, IC, text, tag
+SYSTEM_TITLE = b"KFM\x10\x00\x00\x00\x01"
+
+
+@pytest.mark.parametrize("llc", [False, True])
+@pytest.mark.parametrize(
+    "whole",
+    [
+        enc.notification(BODY, llc=False),
+        enc.notification(BODY, header_date_time=DT, date_time_form="090c", llc=False),
+        enc.notification(enc.array([enc.unsigned(1), enc.long_unsigned(2)]), llc=False),  # ints alike
+        enc.notification(enc.array([]), llc=False),
+        enc.notification(enc.structure([enc.unsigned(1), enc.octet_string(b"x")]), llc=False),
+        enc.notification(enc.unsigned(7), llc=False),
+        b"\xdb\x08" + SYSTEM_TITLE + enc.length(len(CIPHERED_BODY)) + CIPHERED_BODY,
+        b"\xdc\x08" + SYSTEM_TITLE + enc.length(len(CIPHERED_BODY)) + CIPHERED_BODY,
+        b"\xdb\x08" + SYSTEM_TITLE + enc.length(200) + bytes(200),  # a long-form length
+        b"\xdb\x00" + enc.length(3) + b"abc",  # no system title
+        block(1, b"\x0f\x40\x00", llc=False),
+        block(0x0102, bytes(300), LAST, llc=False),
+    ],
+)
+def test_a_whole_apdu_is_whole_and_one_octet_more_or_less_is_not(whole: bytes, llc: bool) -> None:
+    information = (enc.LLC if llc else b"") + whole
+    assert is_whole_apdu(information)
+    assert not is_whole_apdu(information + b"\x00")
+    assert not is_whole_apdu(information[:-1])
+
+
+@pytest.mark.parametrize(
+    "information",
+    [
+        b"",
+        enc.LLC,
+        enc.notification(enc.array([enc.unsigned(1), enc.octet_string(b"x")])),  # an array of two types
+        enc.notification(enc.array([enc.structure([]), enc.unsigned(1)]), llc=False),
+        bytes.fromhex("0f40000000") + b"\x05" + BODY,  # no date-time form
+        bytes.fromhex("c2") + bytes(8),  # event-notification: not measured
+        bytes.fromhex("dd") + bytes(8),  # general-ciphering: not measured
+        bytes.fromhex("e6e700dd08") + SYSTEM_TITLE + b"\x00",
+        bytes.fromhex("00"),
+    ],
+)
+def test_what_cannot_be_measured_is_not_whole(information: bytes) -> None:
+    assert not is_whole_apdu(information)
+
+
+def test_corpus_apdus_are_whole() -> None:
+    vectors = [v for v in corpus_frames(layer="apdu", valid=True) if v["hex"][:2] in ("0f", "db")]
+    assert len(vectors) >= 10
+    for vector in vectors:
+        information = bytes.fromhex(vector["hex"])
+        assert is_whole_apdu(information), vector["id"]
+        assert not is_whole_apdu(information[:-1]), vector["id"]
