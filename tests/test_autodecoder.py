@@ -8,12 +8,17 @@ from typing import Any
 
 import _cosem_encoder as enc
 import pytest
-from _support import corpus_frames
+from _cipher_encoder import cipher
+from _cosem_encoder import LLC
+from _support import corpus_frames, load_corpus
 
-from amshan import DecodeError, aidon, generic, kaifa, kamstrup, obis_map
+from amshan import DecodeError, _ratelimit, aidon, generic, kaifa, kamstrup, landisgyr, obis_map
 from amshan import items as item_model
 from amshan.autodecoder import DECODERS, AutoDecoder, MeterItem
+from amshan.cipher import CipherStats
 from amshan.cosem import CommonDataTypes, PhysicalUnits, apply_scaler, unit_symbol
+from amshan.dlms import read_notification_header
+from amshan.p1 import telegram_dict, telegram_message
 
 W, VAR, WH, A, V = 27, 29, 30, 33, 35
 
@@ -489,3 +494,521 @@ def test_the_shape_cache_reads_new_values_as_the_full_decoder_does(salt: int) ->
         assert {k: type(v) for k, v in cached.items()} == {k: type(v) for k, v in expected.items()}
         assert decoder.shape_cache_hits == 1, content.hex()  # the variant went through the cached shape
         assert decoder.previous_success_decoder == name
+
+
+# --- ciphered messages, P1 telegrams, added decoders and what AutoDecoder logs (issue 18) ---------------
+
+EK = bytes(range(16))
+AK = bytes(range(16, 32))
+OTHER_KEY = b"\x55" * 16
+AIDON_APDU = AIDON_LIST_1[3:]  # no LLC header
+TITLE = "4b414d4501ac4d6e"  # the encoder's default system title (KAM...)
+P1_TEXT = next(v for v in load_corpus("p1.jsonl") if v["id"] == "se-other-p1-amshan-ell-c")["text"]
+P1_TELEGRAM = P1_TEXT.encode("ascii")  # ends with its CRC line
+P1_BAD_CRC = P1_TELEGRAM[: P1_TELEGRAM.rindex(b"!") + 1] + b"0000\r\n"
+
+
+def test_a_ciphered_message_decodes_as_its_plaintext_with_or_without_an_llc_header() -> None:
+    expected = AutoDecoder().decode_frame_content(AIDON_APDU)
+    expected_items = AutoDecoder().decode_items(AIDON_APDU)
+    assert expected is not None and expected_items
+    ciphered = cipher(AIDON_APDU, ek=EK, ak=AK)
+    for content in (ciphered, LLC + ciphered, b"\xe6\xe6\x00" + ciphered, bytearray(LLC + ciphered)):
+        decoder = AutoDecoder(encryption_key=EK, authentication_key=AK)
+        assert decoder.decode_frame_content(content) == expected, bytes(content[:4]).hex()
+        assert decoder.previous_success_decoder == "Aidon"
+        assert decoder.cipher_stats == CipherStats(decrypted=1)
+        decoder = AutoDecoder(encryption_key=EK, authentication_key=AK)
+        assert decoder.decode_items(content) == expected_items
+        message = decoder.decode_message(content)  # the same counter again: a replay, still decoded
+        assert message is not None and message.items == expected_items
+        assert decoder.cipher_stats == CipherStats(decrypted=2, replays=1)
+
+
+def test_without_the_authentication_key_a_ciphered_message_decodes_when_its_plaintext_does() -> None:
+    expected = AutoDecoder().decode_frame_content(AIDON_APDU)
+    for security_control in (0x30, 0x20):  # authenticated and encrypted, encrypted only
+        decoder = AutoDecoder(encryption_key=EK)
+        assert decoder.decode_frame_content(cipher(AIDON_APDU, ek=EK, ak=AK, sc=security_control)) == expected
+        assert decoder.cipher_stats == CipherStats(decrypted=1)
+
+
+def test_a_wrong_key_gives_no_data_counted_once_and_no_decoder_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    decoder = AutoDecoder(encryption_key=OTHER_KEY)
+    with caplog.at_level(logging.DEBUG, logger="amshan.autodecoder"):
+        assert decoder.decode_frame_content(cipher(AIDON_APDU, ek=EK, ak=AK, sc=0x20)) is None
+    assert decoder.cipher_stats == CipherStats(wrong_key=1)
+    assert [r for r in caplog.records if r.name == "amshan.autodecoder"] == []  # garbage is not decoded
+
+
+def test_the_authentication_key_is_used_a_bad_tag_gives_no_data() -> None:
+    ciphered = bytearray(cipher(AIDON_APDU, ek=EK, ak=AK))
+    ciphered[-1] ^= 1  # the tag's last byte
+    decoder = AutoDecoder(encryption_key=EK, authentication_key=AK)
+    assert decoder.decode_frame_content(bytes(ciphered)) is None
+    assert decoder.cipher_stats == CipherStats(bad_tag=1)
+    wrong = AutoDecoder(encryption_key=EK, authentication_key=OTHER_KEY)
+    assert wrong.decode_frame_content(cipher(AIDON_APDU, ek=EK, ak=AK)) is None
+    assert wrong.cipher_stats == CipherStats(bad_tag=1)
+
+
+def test_bytes_after_the_ciphered_apdu_are_reported_with_their_offset(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    content = LLC + cipher(AIDON_APDU, ek=EK, ak=AK) + b"\x00\x00"
+    decoder = AutoDecoder(encryption_key=EK, authentication_key=AK)
+    with caplog.at_level(logging.WARNING, logger="amshan.autodecoder"):
+        assert decoder.decode_frame_content(content) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "ciphered content does not parse: expected the ciphered APDU to end the message, found 2 more bytes "
+        f"at offset {len(content) - 2}"
+    ]
+    assert decoder.cipher_stats == CipherStats()
+
+
+def test_an_authenticated_plaintext_no_decoder_reads_is_counted_decrypted_not_wrong_key() -> None:
+    for plaintext in (b"\x0f\x00\x00", enc.notification(enc.double_long_unsigned(5), llc=False)):
+        decoder = AutoDecoder(encryption_key=EK, authentication_key=AK)
+        assert decoder.decode_frame_content(cipher(plaintext, ek=EK, ak=AK)) is None
+        assert decoder.cipher_stats == CipherStats(decrypted=1)  # its tag verified: the key is right
+
+
+def test_an_unauthenticated_whole_apdu_no_decoder_reads_is_counted_decrypted() -> None:
+    plaintext = enc.notification(enc.double_long_unsigned(5), llc=False)  # a body no meter decoder takes
+    decoder = AutoDecoder(encryption_key=EK)
+    assert decoder.decode_frame_content(cipher(plaintext, ek=EK, ak=AK, sc=0x20)) is None
+    assert decoder.cipher_stats == CipherStats(decrypted=1)
+    garbage = AutoDecoder(encryption_key=EK)
+    assert garbage.decode_frame_content(cipher(b"\x0f\x00\x00", ek=EK, ak=AK, sc=0x20)) is None
+    assert garbage.cipher_stats == CipherStats(wrong_key=1)
+
+
+def test_p1_telegrams_plain_and_ciphered() -> None:
+    expected = telegram_dict(P1_TELEGRAM)
+    assert expected is not None and telegram_dict(P1_BAD_CRC) is None
+    decoder = AutoDecoder()
+    assert decoder.decode_frame_content(P1_TELEGRAM) == expected
+    assert decoder.previous_success_decoder == "P1"
+    message = AutoDecoder().decode_message(P1_TELEGRAM)
+    assert message is not None and message.items == telegram_message(P1_TELEGRAM).items  # type: ignore[union-attr]
+    plain = AutoDecoder()
+    assert plain.decode_frame_content(P1_BAD_CRC) is None and plain.decode_message(P1_BAD_CRC) is None
+    assert plain.previous_success_decoder is None
+    # the GCM tag verified every byte: a telegram whose CRC does not verify is taken (Luxembourg Smarty)
+    for bad_crc in (False, True):
+        text = P1_BAD_CRC if bad_crc else P1_TELEGRAM
+        decoder = AutoDecoder(encryption_key=EK, authentication_key=AK)
+        assert decoder.decode_frame_content(cipher(text, ek=EK, ak=AK)) == expected
+        assert decoder.previous_success_decoder == "P1"
+        assert decoder.cipher_stats == CipherStats(decrypted=1)
+        decoder = AutoDecoder(encryption_key=EK, authentication_key=AK)
+        message = decoder.decode_message(cipher(text, ek=EK, ak=AK))
+        assert (
+            message is not None and {item.name or item.obis: item.value for item in message.items} == expected
+        )
+    unauthenticated = AutoDecoder(encryption_key=EK)  # only the CRC vouches for the text
+    assert unauthenticated.decode_frame_content(cipher(P1_TELEGRAM, ek=EK, ak=AK, sc=0x20)) == expected
+    assert unauthenticated.previous_success_decoder == "P1"
+    assert unauthenticated.cipher_stats == CipherStats(decrypted=1)
+    assert unauthenticated.decode_frame_content(cipher(P1_BAD_CRC, ek=EK, ak=AK, sc=0x20, ic=2)) is None
+    assert unauthenticated.cipher_stats == CipherStats(decrypted=1, wrong_key=1)
+
+
+def test_a_decryption_bug_is_logged_rate_limited_naming_the_system_title(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoder = AutoDecoder(encryption_key=EK, authentication_key=AK)
+
+    def broken(apdu: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(decoder.decipherer, "candidates", broken)
+    with caplog.at_level(logging.WARNING, logger="amshan.autodecoder"):
+        for _ in range(3):
+            assert decoder.decode_frame_content(cipher(AIDON_APDU, ek=EK, ak=AK)) is None
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.ERROR, f"decryption failure, system title {TITLE}")
+    ]
+    assert (
+        caplog.records[0].exc_info is not None and EK.hex() not in caplog.text and AK.hex() not in caplog.text
+    )
+
+
+def _warnings_of(decoder: AutoDecoder, contents: list[Any], caplog: pytest.LogCaptureFixture) -> list[str]:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="amshan.autodecoder"):
+        for content in contents:
+            assert decoder.decode_frame_content(content) is None
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_what_no_decoder_takes_is_warned_with_each_decoders_reason(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(DecodeError) as not_a_notification:
+        read_notification_header(b"garbage")
+    assert _warnings_of(AutoDecoder(), [b"garbage"], caplog) == [
+        f"frame content does not decode: {not_a_notification.value}"
+    ]
+    unknown = enc.notification(enc.double_long_unsigned(5))
+    assert _warnings_of(AutoDecoder(), [unknown], caplog) == [
+        "no decoder fits the frame content (unknown body)"
+    ]
+    registers = enc.notification(enc.array([enc.double_long_unsigned(5)]))
+    reasons = []
+    for decode in (aidon.decode_message, generic.decode_message):
+        with pytest.raises(DecodeError) as error:
+            decode(registers)
+        reasons.append(str(error.value))
+    assert _warnings_of(AutoDecoder(), [registers], caplog) == [
+        f"no decoder fits the frame content (Aidon: {reasons[0]}; Generic: {reasons[1]})"
+    ]
+
+
+def test_a_decoder_bug_is_logged_with_the_content(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(content: bytes, trace: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(DECODERS, "Aidon", broken)
+    assert _warnings_of(AutoDecoder(), [AIDON_LIST_1], caplog) == [
+        f"decoder failure on frame content {AIDON_LIST_1!r}"
+    ]
+    assert caplog.records[0].levelno == logging.ERROR and caplog.records[0].exc_info is not None
+
+
+def test_garbage_warnings_are_rate_limited_and_say_how_many_were_held_back(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(_ratelimit.time, "monotonic", lambda: now[0])
+    decoder = AutoDecoder()
+    with pytest.raises(DecodeError) as error:
+        read_notification_header(b"garbage")
+    first = f"frame content does not decode: {error.value}"
+    assert _warnings_of(decoder, [b"garbage", b"garbage", b"garbage"], caplog) == [first]
+    now[0] += _ratelimit.DEFAULT_INTERVAL_SEC
+    assert _warnings_of(decoder, [b"garbage"], caplog) == [first + " (2 similar warnings suppressed)"]
+
+
+def test_added_decoders_come_after_the_meters_own_and_before_the_generic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def mine(content: bytes) -> dict[str, Any]:
+        return {"mine": len(content)}
+
+    monkeypatch.setattr(AutoDecoder, "decoder_functions", [*AutoDecoder.decoder_functions, ("Mine", mine)])
+    decoder = AutoDecoder(encryption_key=EK, authentication_key=AK)
+    expected = aidon.decode_frame_content(AIDON_LIST_1)
+    assert decoder.decode_frame_content(AIDON_LIST_1) == expected
+    assert decoder.previous_success_decoder == "Aidon"
+    assert decoder.decode_frame_content(cipher(AIDON_APDU, ek=EK, ak=AK)) == expected  # deciphered first
+    assert decoder.cipher_stats == CipherStats(decrypted=1)
+    assert decoder.decode_frame_content(b"garbage") == {"mine": 7}
+    assert decoder.previous_success_decoder == "Mine"
+
+
+def test_an_added_decoder_that_refuses_is_named_in_the_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refusing(content: bytes) -> dict[str, Any]:
+        raise ValueError("not mine")
+
+    monkeypatch.setattr(
+        AutoDecoder, "decoder_functions", [*AutoDecoder.decoder_functions, ("Mine", refusing)]
+    )
+    with pytest.raises(DecodeError) as error:
+        read_notification_header(b"garbage")
+    assert _warnings_of(AutoDecoder(), [b"garbage"], caplog) == [
+        f"no decoder fits the frame content ({error.value}; Mine: ValueError('not mine'))"
+    ]
+
+
+def test_a_built_in_decoder_removed_leaves_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    without_aidon = [entry for entry in AutoDecoder.decoder_functions if entry[0] != "Aidon"]
+    monkeypatch.setattr(AutoDecoder, "decoder_functions", without_aidon)
+    decoder = AutoDecoder()
+    decoded = decoder.decode_frame_content(AIDON_LIST_1)
+    assert decoder.previous_success_decoder == "Generic"
+    assert (
+        decoded is not None
+        and decoded["active_power_import"] == aidon.decode_frame_content(AIDON_LIST_1)["active_power_import"]
+    )
+
+
+def test_a_positional_list_of_long_unsigned_values_goes_to_the_landis_gyr_decoder() -> None:
+    values = [enc.long_unsigned(236)] * 3 + [enc.long_unsigned(4)] * 3 + [enc.double_long_unsigned(1)] * 4
+    content = enc.notification(
+        enc.structure([*values, *[enc.long_unsigned(0)] * 3, enc.octet_string(b"30137181")])
+    )
+    decoder = AutoDecoder()
+    decoded = decoder.decode_frame_content(content)
+    assert decoder.previous_success_decoder == landisgyr.NAME
+    assert decoded is not None and decoded["meter_manufacturer"] == "Landis+Gyr"
+
+
+def test_a_bad_tag_or_a_missing_key_is_counted_once() -> None:
+    """One message that gives no data is one undecryptable message, under the one reason that applies."""
+    ciphered = cipher(AIDON_APDU, ek=EK, ak=AK)
+    wrong = AutoDecoder(encryption_key=EK, authentication_key=OTHER_KEY)
+    assert wrong.decode_frame_content(ciphered) is None
+    assert wrong.cipher_stats == CipherStats(bad_tag=1) and wrong.cipher_stats.undecryptable == 1
+    keyless = AutoDecoder()
+    assert keyless.decode_frame_content(ciphered) is None
+    assert keyless.cipher_stats == CipherStats(no_key=1)
+    clear = cipher(b"\x0f\x00\x00", ek=EK, ak=AK, sc=0x00)  # no security at all: nothing to blame a key for
+    assert keyless.decode_frame_content(clear) is None
+    assert keyless.cipher_stats == CipherStats(no_key=1)
+
+
+# --- the shape cache's bookkeeping: which layouts it keeps, and what it refuses (issue 18) --------------
+
+
+def with_scalers(content: bytes, *scalers: int) -> bytes:
+    """The same list with the first scaler-units' scalers changed: another layout of the same length."""
+    variant = bytearray(content)
+    position = 0
+    for scaler in scalers:
+        position = variant.index(b"\x02\x02\x0f", position) + 3
+        variant[position] = scaler & 0xFF
+    return bytes(variant)
+
+
+def hits_of(decoder: AutoDecoder, content: bytes) -> int:
+    """Decode content once (checking it against a fresh decoder); return 1 for a cache hit, else 0."""
+    hits = decoder.shape_cache_hits
+    assert decoder.decode_frame_content(content) == AutoDecoder().decode_frame_content(content)
+    return decoder.shape_cache_hits - hits
+
+
+def test_a_cache_hit_runs_no_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    original = DECODERS["Aidon"]
+
+    def spy(content: bytes, trace: Any) -> Any:
+        calls.append("Aidon")
+        return original(content, trace)
+
+    monkeypatch.setitem(DECODERS, "Aidon", spy)
+    decoder = AutoDecoder()
+    for _ in range(2):
+        decoder.decode_frame_content(AIDON_LIST_3)
+    assert calls == ["Aidon", "Aidon"]
+    assert decoder.decode_frame_content(AIDON_LIST_3) is not None
+    assert calls == ["Aidon", "Aidon"] and decoder.shape_cache_hits == 1
+
+
+def test_layouts_of_one_length_keep_the_most_recently_used_four() -> None:
+    a, b, c, d, e, f = (with_scalers(AIDON_LIST_3, -1 - n) for n in range(6))
+    assert len({a, b, c, d, e, f}) == 6 and len({len(x) for x in (a, b, c, d, e, f)}) == 1
+    decoder = AutoDecoder()
+    for layout in (a, b, c, d, e):
+        assert hits_of(decoder, layout) + hits_of(decoder, layout) == 0  # the second sighting makes a shape
+    assert decoder._shape_count == 4  # five layouts of one length: the oldest went
+    assert [hits_of(decoder, x) for x in (b, c, d, e)] == [1, 1, 1, 1]
+    assert hits_of(decoder, a) == 0
+    for layout in (b, c, d):  # e is now the least recently used
+        assert hits_of(decoder, layout) == 1
+    assert hits_of(decoder, f) + hits_of(decoder, f) == 0
+    assert [hits_of(decoder, x) for x in (b, c, d, f)] == [1, 1, 1, 1]
+    assert hits_of(decoder, e) == 0
+    assert decoder._shape_count == 4
+
+
+def test_across_lengths_the_least_recently_used_shape_goes() -> None:
+    layouts = [with_longer_meter_type(AIDON_LIST_3, n) for n in range(6)]
+    decoder = AutoDecoder(max_shapes=3)
+    for layout in layouts[:3]:
+        hits_of(decoder, layout)
+        hits_of(decoder, layout)
+    assert hits_of(decoder, layouts[0]) == 1  # the shortest is the most recently used now
+    hits_of(decoder, layouts[3])
+    hits_of(decoder, layouts[3])
+    assert decoder._shape_count == 3
+    assert [hits_of(decoder, x) for x in (layouts[0], layouts[2], layouts[3])] == [1, 1, 1]
+    assert hits_of(decoder, layouts[1]) == 0
+    for layout in layouts[4:]:  # the count stays exact, so the bound holds
+        hits_of(decoder, layout)
+        hits_of(decoder, layout)
+    assert decoder._shape_count == 3 == sum(len(shapes) for shapes in decoder._shapes.values())
+
+
+def test_the_per_length_bound_keeps_the_shape_count_exact() -> None:
+    same_length = [with_scalers(AIDON_LIST_3, -1 - n) for n in range(5)]
+    decoder = AutoDecoder(max_shapes=5)
+    for layout in same_length:
+        hits_of(decoder, layout)
+        hits_of(decoder, layout)
+    assert decoder._shape_count == 4 == sum(len(shapes) for shapes in decoder._shapes.values())
+    assert [hits_of(decoder, x) for x in same_length[1:]] == [1, 1, 1, 1]
+    for n in range(1, 4):
+        longer = with_longer_meter_type(AIDON_LIST_3, n)
+        hits_of(decoder, longer)
+        hits_of(decoder, longer)
+    assert decoder._shape_count == 5 == sum(len(shapes) for shapes in decoder._shapes.values())
+
+
+def test_first_sightings_are_remembered_up_to_256() -> None:
+    layouts = [with_scalers(AIDON_LIST_3, -1 - a, -1 - b) for a in range(20) for b in range(20)][:258]
+    assert len(set(layouts)) == 258
+    decoder = AutoDecoder()
+    for layout in layouts[:256]:
+        assert hits_of(decoder, layout) == 0
+    assert hits_of(decoder, layouts[0]) == 0  # still remembered: this second sighting made its shape
+    assert hits_of(decoder, layouts[0]) == 1
+    for layout in layouts[256:]:  # 257 sightings waiting: the oldest (layouts[1]) is forgotten
+        assert hits_of(decoder, layout) == 0
+    assert hits_of(decoder, layouts[257]) == 0  # the newest is remembered: a shape now
+    assert hits_of(decoder, layouts[257]) == 1
+    assert hits_of(decoder, layouts[1]) == 0  # a first sighting again
+    assert hits_of(decoder, layouts[1]) == 0  # its second: the shape is made now
+    assert hits_of(decoder, layouts[1]) == 1
+
+
+def test_a_layout_naming_a_field_twice_takes_no_shape_and_is_not_tried_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    power = "1.0.1.7.0.255"
+    twice = enc.notification(
+        enc.array(
+            [
+                register(power, enc.double_long_unsigned(5), 0, W),
+                register(power, enc.double_long_unsigned(6), 0, W),
+            ]
+        )
+    )
+    decoder = AutoDecoder()
+    with caplog.at_level(logging.DEBUG, logger="amshan.autodecoder"):
+        assert [hits_of(decoder, twice) for _ in range(6)] == [0] * 6
+    name = decoder.previous_success_decoder
+    assert [r.getMessage() for r in caplog.records] == [
+        f"a {name} layout of {len(twice)} bytes takes no shape: ValueError('active_power_import twice')"
+    ]
+
+
+def test_a_layout_without_texts_or_unscaled_numbers_is_cached_and_checked_whole() -> None:
+    voltage_l1 = enc.notification(enc.array([register("1.0.32.7.0.255", enc.long_unsigned(2301), -1, V)]))
+    voltage_l2 = enc.notification(enc.array([register("1.0.52.7.0.255", enc.long_unsigned(2302), -1, V)]))
+    decoder = AutoDecoder()
+    assert [hits_of(decoder, voltage_l1) for _ in range(3)] == [0, 0, 1]
+    assert hits_of(decoder, voltage_l2) == 0  # same length, another code: not this shape
+    decoded = decoder.decode_frame_content(voltage_l2)
+    assert decoded is not None and decoded["voltage_l2"] == 230.2 and "voltage_l1" not in decoded
+
+
+@pytest.mark.parametrize("scaler", [2, 3, -3])
+def test_a_shape_scales_as_the_full_decoder_does(scaler: int) -> None:
+    layout = with_scalers(AIDON_LIST_3, scaler)
+    decoder = AutoDecoder()
+    for _ in range(2):
+        decoder.decode_frame_content(layout)
+    for salt in (1, 0xA5):
+        assert hits_of(decoder, _with_new_values(layout, "Aidon", salt)) == 1
+
+
+def test_a_text_that_changes_the_dictionary_is_not_learned_by_the_shape() -> None:
+    """A list id naming another maker changes the manufacturer: that text goes through the full decoder."""
+    voltage = AIDON_LIST_3.index(bytes.fromhex("0906 0100200700ff")) + 8
+    generic_list = (
+        AIDON_LIST_3[:voltage] + b"\x0a\x03230" + AIDON_LIST_3[voltage + 3 :]
+    )  # only Generic takes it
+    kaifa_id = generic_list.replace(b"AIDON_V0001", b"KFM_0010001")
+    assert len(kaifa_id) == len(generic_list) != len(AIDON_LIST_3)
+    assert AutoDecoder().decode_frame_content(kaifa_id)["meter_manufacturer"] == "Kaifa"  # type: ignore[index]
+    decoder = AutoDecoder()
+    assert [hits_of(decoder, generic_list) for _ in range(3)] == [0, 0, 1]
+    assert decoder.previous_success_decoder == "Generic"
+    other_meter = with_meter_id(with_text(generic_list, 0x0A, b"6525", b"6534"), 7359992890000001)
+    assert [hits_of(decoder, other_meter) for _ in range(2)] == [0, 1]
+    for _ in range(3):
+        assert hits_of(decoder, kaifa_id) == 0  # never from the shape: checked and refused each time
+    assert hits_of(decoder, generic_list) == 1
+    # the first meter's id and list id with the other meter's type: all three still known
+    assert hits_of(decoder, with_text(generic_list, 0x0A, b"6525", b"6534")) == 1
+
+
+def test_a_shape_remembers_at_most_256_texts_per_field() -> None:
+    decoder = AutoDecoder()
+    fleet = [with_meter_id(AIDON_LIST_3, 7359992890000000 + n) for n in range(300)]
+    for content in fleet[:2]:
+        hits_of(decoder, content)
+    hits_of(decoder, fleet[0])
+    for content in fleet:
+        hits_of(decoder, content)
+    (shape,) = decoder._shapes[len(AIDON_LIST_3)]
+    sizes = [len(text.values) for text in shape._texts]
+    assert max(sizes) <= 256 and sum(hits_of(decoder, content) for content in fleet[-44:]) == 44
+
+
+def with_text(content: bytes, tag: int, old: bytes, new: bytes) -> bytes:
+    """The same list with one text value (tag, old) replaced by new (another length: another layout)."""
+    head = bytes((tag, len(old))) + old
+    assert content.count(head) == 1
+    return content.replace(head, bytes((tag, len(new))) + new)
+
+
+def test_other_meters_texts_are_learned_field_by_field() -> None:
+    """A meter's id and another meter's type together read from the shape: each text is known on its own."""
+    meter_id, meter_type = b"7359992892587665", b"6525"
+    other_meter = with_text(
+        with_text(AIDON_LIST_3, 0x0A, meter_id, b"8" + meter_id[1:]), 0x0A, meter_type, b"6534"
+    )
+    mixed = with_text(AIDON_LIST_3, 0x0A, meter_type, b"6534")
+    decoder = AutoDecoder()
+    assert [hits_of(decoder, AIDON_LIST_3) for _ in range(2)] == [0, 0]
+    assert [hits_of(decoder, other_meter) for _ in range(2)] == [0, 1]  # its id differs in the first digit
+    assert hits_of(decoder, mixed) == 1  # the first meter's id, the second meter's type: both known
+
+
+def test_a_12_byte_octet_string_text_is_a_text_not_a_date_time() -> None:
+    kaifa = with_text(
+        bytes.fromhex(vector("no-kaifa-list2-amshan-llc")["hex"]), 0x09, b"MA304H3E", b"MA304H3E-123"
+    )
+    other = with_text(kaifa, 0x09, b"6970631402614476", b"6970631402614477")
+    decoder = AutoDecoder()
+    assert [hits_of(decoder, kaifa) for _ in range(3)] == [0, 0, 1]
+    assert decoder.decode_frame_content(kaifa)["meter_type"] == "MA304H3E-123"  # type: ignore[index]
+    assert [hits_of(decoder, other) for _ in range(2)] == [0, 1]
+
+
+def test_a_field_read_twice_or_listed_twice_takes_no_shape(caplog: pytest.LogCaptureFixture) -> None:
+    """The cache would put one value where the full decoder gives another: such a layout is never cached."""
+    meter_id = "0.0.96.1.0.255"
+    number_then_text = enc.notification(
+        enc.array(
+            [register(meter_id, enc.double_long_unsigned(5)), register(meter_id, enc.visible_string("1234"))]
+        )
+    )
+    assert AutoDecoder().decode_frame_content(number_then_text) == {"meter_id": "1234"}
+    body = read_notification_header(KAMSTRUP_LIST_2).body_offset
+    list_id = KAMSTRUP_LIST_2[body + 2 : body + 18]
+    assert list_id == b"\x0a\x0eKamstrup_V0001"
+    labelled_too = (  # the list id unlabelled first (as Kamstrup sends it) and again under its OBIS code
+        KAMSTRUP_LIST_2[: body + 1]
+        + bytes((KAMSTRUP_LIST_2[body + 1] + 2,))
+        + list_id
+        + bytes.fromhex("0906 0101000281ff")
+        + list_id
+        + KAMSTRUP_LIST_2[body + 18 :]
+    )
+    for content, key in ((number_then_text, "meter_id"), (labelled_too, "list_ver_id")):
+        decoder = AutoDecoder()
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="amshan.autodecoder"):
+            assert [hits_of(decoder, content) for _ in range(4)] == [0] * 4
+        name = decoder.previous_success_decoder
+        assert [r.getMessage() for r in caplog.records] == [
+            f"a {name} layout of {len(content)} bytes takes no shape: ValueError('{key} twice')"
+        ]
+
+
+def test_content_that_is_no_bytes_is_logged_and_gives_none(caplog: pytest.LogCaptureFixture) -> None:
+    decoder = AutoDecoder()
+    with caplog.at_level(logging.DEBUG, logger="amshan.autodecoder"):
+        assert decoder.decode_frame_content(1.5) is None  # type: ignore[arg-type]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, "shape cache failed on 1.5"),  # len(1.5): the cache cannot read it
+        (logging.ERROR, "decoder failure on frame content 1.5"),
+    ]
+    assert all(r.exc_info is not None and r.exc_info[0] is TypeError for r in caplog.records)
