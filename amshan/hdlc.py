@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Callable, Optional, cast
+from typing import Callable, Optional
 
 from amshan._ratelimit import LogLimiter
 from amshan.fastframecheck import (
@@ -354,7 +354,7 @@ class HdlcFrameReader:
             else:
                 verdict, end, control_offset = self._evaluate(buffer, position, size)
                 if verdict is _Verdict.IDLE:  # a run of flags (it starts at position): its last opens a frame
-                    position = cast(re.Match[bytes], _FLAG_RUN.match(buffer, position)).end() - 1
+                    position = _FLAG_RUN.match(buffer, position).end() - 1  # type: ignore[union-attr]
                     continue
                 if verdict is _Verdict.NOT_A_FRAME:
                     self.discarded_bytes += 1
