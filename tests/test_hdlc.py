@@ -515,6 +515,18 @@ def test_a_frame_after_a_truncated_one_comes_out_with_its_closing_flag_whatever_
         assert got == [following[1:-1]], cut
 
 
+@pytest.mark.parametrize("idle_flags", [1, 2, 3])
+def test_a_frame_behind_a_truncated_one_and_idle_flags_comes_out_at_once(idle_flags: int) -> None:
+    """Idle flags between a truncated frame and the next: the look-ahead judges every flag, none hides it."""
+    truncated = b"\x7e" + bytes.fromhex("a7ff410883") + b"\x13"
+    truncated += check_octets(truncated[1:]) + b"\x01\x02"
+    following = VALID_SINGLE[0]
+    reader = HdlcFrameReader()
+    got = [f.frame_data for f in reader.read(truncated + b"\x7e" * idle_flags + following) if f.is_valid]
+    assert got == [following[1:-1]]
+    assert reader.buffered_bytes == 1  # only the closing flag, which may open the next frame
+
+
 def test_an_incomplete_frame_read_octet_by_octet_judges_each_flag_inside_it_once() -> None:
     """The reader works in linear time: an incomplete frame's inner flags are judged once, not every read."""
     frame = build_frame(LLC_HEADER + b"\x7e\x01" * 60)  # 60 flags inside that open no frame
