@@ -326,9 +326,10 @@ class Outbox:
     goes out before the state. A message without a meter id (Aidon/Kaifa list 1) takes the id of the last
     message from the same ``stream`` that had one; until a stream has named its meter its messages are
     skipped (counted in ``unidentified``). At most ``max_buffer`` states wait: beyond that the oldest is
-    dropped and counted in ``dropped`` with a rate-limited warning. Configs are few (one per field of a
-    meter) and are all kept, to be sent again by ``announce_all()`` on reconnect and when Home Assistant
-    restarts.
+    dropped and counted in ``dropped`` with a rate-limited warning (it counts the states that never reach the
+    broker: one dropped while it was being sent, yet delivered, is taken off it again). Configs are few (one
+    per field of a meter) and are all kept, to be sent again by ``announce_all()`` on reconnect and when Home
+    Assistant restarts.
     """
 
     def __init__(
@@ -452,9 +453,11 @@ class Outbox:
         return list(itertools.islice(self._states, limit))
 
     def done(self, key: int, message: Outgoing) -> None:
-        """Forget a message ``peek()`` gave once the broker has it (unless it was dropped meanwhile)."""
+        """Forget a message ``peek()`` gave once the broker has it (a state dropped meanwhile is not lost)."""
         if key < 0:
             if self._configs.get(message.topic) == message.payload:
                 self._pending_configs.pop(message.topic, None)
         elif self._states and self._states[0][0] == key:
             self._states.popleft()
+        else:  # a full buffer dropped this state while it was being sent, yet the broker has it
+            self.dropped -= 1

@@ -148,9 +148,18 @@ def test_outbox_takes_list1_ids_and_bounds_its_buffer() -> None:
         outbox.add({"active_power_import": power}, stream="a")
     key, head = outbox.peek() or (0, None)
     outbox.add({"active_power_import": 9}, stream="a")  # drops 6, the one being published
-    assert head is not None
-    outbox.done(key, head)
+    assert head is not None and outbox.dropped == 2
+    outbox.done(key, head)  # the broker has 6 after all: only the state 1 was lost
+    assert outbox.dropped == 1
     assert [json.loads(m.payload)["active_power_import"] for _, m in [outbox.peek()] if m] == [7]
+    # a QoS 0 batch: the two oldest dropped while the batch was in flight, and still delivered
+    batch = outbox.next_states(3)
+    for power in (10, 11):
+        outbox.add({"active_power_import": power}, stream="a")
+    assert outbox.dropped == 3
+    for item in batch:
+        outbox.done(*item)
+    assert outbox.dropped == 1 and outbox.pending == 2  # 10 and 11 wait; 7, 8, 9 were delivered
 
 
 def test_configs_go_first_and_again_on_announce_all() -> None:
