@@ -531,14 +531,7 @@ def test_an_incomplete_frame_read_octet_by_octet_judges_each_flag_inside_it_once
     """The reader works in linear time: an incomplete frame's inner flags are judged once, not every read."""
     frame = build_frame(LLC_HEADER + b"\x7e\x01" * 60)  # 60 flags inside that open no frame
     reader = HdlcFrameReader()
-    judged: list[int] = []
-    evaluate = reader._evaluate
-
-    def counting(buffer: bytes, position: int, size: int) -> Any:
-        judged.append(position)
-        return evaluate(buffer, position, size)
-
-    reader._evaluate = counting  # type: ignore[method-assign]
+    judged = counting_evaluations(reader)
     frames = read_in_chunks(frame, [1], reader)
     assert [f.frame_data for f in frames] == [frame[1:-1]]
     # The frame's own flag is judged on each read until its 10 header octets are in (then they are known);
